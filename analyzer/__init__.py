@@ -1,0 +1,4 @@
+"""analyzer: packet-level interference analyzer."""
+from __future__ import annotations
+
+__version__ = "0.1.0"

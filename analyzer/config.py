@@ -1,0 +1,66 @@
+"""Every tunable number of the analysis, in one frozen dataclass.
+
+Detectors read their thresholds from :class:`Thresholds`; the pipeline reads its limits from
+:class:`Settings`. Nothing else in the package hard-codes a threshold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    # --- RST injection (detect/rst_injection.py) ---
+    # A RST whose TTL differs from every TTL the claimed sender used on this flow by at least
+    # this much is "ttl_mismatch". Routes rarely change by more than 1-2 hops within a flow.
+    rst_ttl_delta: int = 3
+    # IP-ID of a RST is "out of sequence" when it is further than this from the claimed
+    # sender's previous IP-ID (mod 2**16), for senders whose IP-IDs are sequential.
+    rst_ipid_gap: int = 1000
+    # IP-IDs of one sender count as sequential when successive packets step by at most this.
+    ipid_seq_step: int = 64
+    # Packets from the "resetting" side within this many seconds after its RST mean the RST
+    # did not come from that side's stack.
+    rst_after_window: float = 10.0
+    # Seconds a flow stays open after a RST or both FINs so late packets are still attributed.
+    close_linger: float = 5.0
+    # --- drops (detect/drop.py) ---
+    # A client payload retransmitted at least this many times with nothing from the server
+    # after it is a dropped flow.
+    drop_min_retrans: int = 2
+    # SYNs (first + retransmissions) with no answer before a flow counts as unanswered.
+    syn_min_attempts: int = 2
+    # Seconds without any answer after the last client packet before silence counts.
+    silence_seconds: float = 2.0
+    # --- residual blocking (detect/residual.py) ---
+    # The GFW keeps residual state 60-180 s (Bock et al. 2020; Wang et al. 2017).
+    residual_window: float = 180.0
+    # --- DNS (detect/dns_injection.py) ---
+    dns_timeout: float = 10.0
+    dns_ttl_delta: int = 3
+    # --- throttling ---
+    throttle_min_bytes: int = 200_000
+    throttle_ratio: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    # Flows idle this long (capture time) are finished and evicted.
+    idle_timeout: float = 120.0
+    # Hard cap of live flows; the least recently active are finished early and counted.
+    max_flows: int = 500_000
+    # Hard cap of pending DNS transactions.
+    max_dns: int = 200_000
+    # Per flow: how many key packets (SYN/FIN/RST, first payloads, packets around RSTs) are
+    # kept for detectors and ladder diagrams.
+    max_events: int = 96
+    # Per direction: first payload segments kept (for ClientHello reassembly and target id).
+    first_payloads: int = 8
+    first_payload_bytes: int = 16_384
+    # Packets per batch handed from the reader to the decoder.
+    batch_packets: int = 65_536
+    # Re-raise decoder errors instead of counting them (debugging).
+    strict: bool = False
+    # Analyse every packet on the per-packet reference path (slow; for tests/debugging).
+    reference: bool = False

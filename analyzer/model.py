@@ -1,0 +1,215 @@
+"""Records and vocabulary shared by every stage.
+
+The vocabulary (techniques, triggers, targets, signals) is defined once here and mirrored in
+``docs/vocabulary.md``; the JSON contract (``schema/report.schema.json``) uses the same values.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+
+class Technique(str, Enum):
+    """How the traffic was interfered with."""
+
+    RST_INJECTION = "rst_injection"
+    DNS_INJECTION = "dns_injection"
+    DROP = "drop"
+    ICMP_UNREACHABLE = "icmp_unreachable"
+    BLOCKPAGE = "blockpage"
+    THROTTLING = "throttling"
+
+
+class Trigger(str, Enum):
+    """What the interference keyed on, as far as the capture shows."""
+
+    SNI = "sni"
+    QUIC_SNI = "quic_sni"
+    HTTP_HOST = "http_host"
+    DNS_NAME = "dns_name"
+    IP = "ip"
+    PROTOCOL = "protocol"
+    RESIDUAL = "residual"
+    UNKNOWN = "unknown"
+
+
+class Target(str, Enum):
+    """What was being reached."""
+
+    WHATSAPP = "whatsapp"
+    OPENVPN = "openvpn"
+    WIREGUARD = "wireguard"
+    IPSEC = "ipsec"
+    PPTP = "pptp"
+    L2TP = "l2tp"
+    SSTP = "sstp"
+    TOR = "tor"
+    SHADOWSOCKS = "shadowsocks"
+    OTHER = "other"
+
+
+class Outcome(str, Enum):
+    OK = "ok"
+    INTERFERED = "interfered"
+    FAILED = "failed"
+    INCOMPLETE = "incomplete"
+
+
+def format_ip(addr: bytes) -> str:
+    """Text form of a 4- or 16-byte address (IPv4-mapped IPv6 stays IPv6)."""
+    if len(addr) == 4:
+        return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
+    return str(ipaddress.IPv6Address(addr))
+
+
+def format_endpoint(addr: bytes, port: int) -> str:
+    """``ip:port``, IPv6 as ``[addr]:port`` (contract)."""
+    if len(addr) == 16:
+        return f"[{format_ip(addr)}]:{port}"
+    return f"{format_ip(addr)}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One packet behind a finding, with a one-line human reason."""
+
+    frame: int
+    ts: float
+    reason: str
+    input: int = 0  # index into the report's ``inputs`` list
+
+
+@dataclass(frozen=True, slots=True)
+class LadderPacket:
+    """A key packet of a verdict's flow, for ladder diagrams (report ``packets`` list).
+
+    ``dir`` is ``"c2s"`` or ``"s2c"``; TCP fields are None for other protocols; seq/ack are
+    relative to each side's initial sequence number when the handshake was seen.
+    """
+
+    frame: int
+    ts: float
+    dir: str
+    summary: str
+    input: int = 0
+    flags: Optional[str] = None
+    ttl: Optional[int] = None
+    ipid: Optional[int] = None
+    seq: Optional[int] = None
+    ack: Optional[int] = None
+    win: Optional[int] = None
+    len: Optional[int] = None
+    forged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFacts:
+    """What identification needs to know about a flow (no packet objects, no I/O).
+
+    ``client_payloads`` / ``server_payloads`` hold the first application payloads of each
+    direction in arrival order (TCP segments in order as captured, not reassembled; UDP
+    datagrams), each cut to a bounded length.
+    """
+
+    proto: str  # "tcp" | "udp" | "esp" | "gre" | ...
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    client_payloads: tuple[bytes, ...] = ()
+    server_payloads: tuple[bytes, ...] = ()
+    sni: Optional[str] = None
+    http_host: Optional[str] = None
+    dns_names: tuple[str, ...] = ()  # names that resolved to server_ip earlier in the capture
+    alpn: tuple[str, ...] = ()
+    ech: bool = False
+    client_sizes: tuple[int, ...] = ()  # payload sizes of the first client packets (incl. empty ACKs as 0)
+    server_sizes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Identification:
+    """What a flow was trying to reach: target, application protocol, how sure, why."""
+
+    target: Target
+    app: Optional[str] = None  # "tls", "quic", "http", "dns", "openvpn", "wireguard", "whatsapp-noise", ...
+    confidence: float = 0.0
+    reasons: tuple[str, ...] = ()
+    # For handshake protocols (VPNs, TLS, QUIC): True when the server's side of the handshake
+    # was seen, False when the client's handshake is present and nothing answered it,
+    # None when it does not apply or cannot be told.
+    handshake_answered: Optional[bool] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A detector's observation: signals with evidence. Not yet a verdict (see verdict.py)."""
+
+    detector: str
+    technique: Technique
+    trigger: Trigger
+    proto: str
+    client: str
+    server: str
+    signals: tuple[str, ...]
+    evidence: tuple[Evidence, ...]
+    strength: float  # detector's own estimate in [0, 1]; verdict.py turns it into confidence
+    first_ts: float
+    last_ts: float
+    domain: Optional[str] = None
+    target: Target = Target.OTHER
+    notes: tuple[str, ...] = ()
+    related: tuple[str, ...] = ()  # ids of verdicts this one is linked to (e.g. residual)
+    flow_id: Optional[str] = None
+    ladder: tuple[LadderPacket, ...] = ()
+    # Key used to link later findings (e.g. residual blocking) to this one.
+    link_key: Optional[str] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    id: str
+    technique: Technique
+    trigger: Trigger
+    target: Target
+    proto: str
+    client: str
+    server: str
+    domain: Optional[str]
+    confidence: float
+    first_ts: float
+    last_ts: float
+    signals: tuple[str, ...]
+    evidence: tuple[Evidence, ...]
+    detector: str
+    notes: tuple[str, ...] = ()
+    related: tuple[str, ...] = ()
+    flow_id: Optional[str] = None
+    ladder: tuple[LadderPacket, ...] = ()
+
+
+@dataclass(slots=True)
+class InputInfo:
+    path: str
+    packets: int = 0
+    linktype: str = "UNKNOWN"
+    first_ts: Optional[float] = None
+    last_ts: Optional[float] = None
+    format: str = "pcap"
+
+
+@dataclass(slots=True)
+class Stats:
+    packets: int = 0
+    decoded: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    flows: int = 0
+    flows_evicted: int = 0
+    dns_transactions: int = 0
+    fragments: int = 0
+    seconds: float = 0.0
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + n

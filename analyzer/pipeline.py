@@ -1,0 +1,332 @@
+"""Wiring: source batches -> decode -> track -> detect -> verdicts, with the run's counters.
+
+One :class:`Analyzer` serves offline files and live capture alike: a source hands it
+:class:`~analyzer.sources.files.Batch` objects; flows and DNS transactions are finished as
+capture time passes (idle timeouts, closed flows after a linger), and their findings collected.
+Verdicts are decided at the end of each input (offline) or whenever the caller asks (live).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO, Callable, Iterable, Optional
+
+from analyzer import __version__
+from analyzer.config import Settings
+from analyzer.decode.packet import (
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    TCP_SYN,
+    decode_frame,
+)
+from analyzer.detect import FLOW_DETECTORS
+from analyzer.detect import residual as residual_detector
+from analyzer.detect.context import Block, Context, add_name
+from analyzer.detect.dns_injection import detect_dns
+from analyzer.model import Finding, InputInfo, Outcome, Stats, Technique, Trigger, Verdict, format_ip
+from analyzer.sources.files import Batch, CaptureReader, open_reader
+from analyzer.status import DecodeError, InputError
+from analyzer.track.dns import DnsTracker
+from analyzer.track.facts import FlowInfo, describe
+from analyzer.track.flows import C2S, S2C, Flow, FlowTable
+from analyzer.verdict import decide
+
+DNS_PORT = 53
+EXPIRE_EVERY = 2048  # packets between expiry scans
+TRIGGER_KINDS = {Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI, Trigger.PROTOCOL}
+
+
+@dataclass(slots=True)
+class FlowRecord:
+    id: str
+    input: int
+    proto: str
+    client: str
+    server: str
+    target: str
+    app: Optional[str]
+    domain: Optional[str]
+    packets: int
+    bytes: int
+    first_ts: float
+    last_ts: float
+    outcome: str
+
+
+@dataclass(slots=True)
+class Result:
+    inputs: list[InputInfo] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    flows: list[FlowRecord] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+
+
+class Analyzer:
+    def __init__(self, settings: Optional[Settings] = None,
+                 on_verdict: Optional[Callable[[Verdict], None]] = None) -> None:
+        self.settings = settings or Settings()
+        self.result = Result()
+        self.stats = self.result.stats
+        self.on_verdict = on_verdict
+        self._input = -1
+        self._reset_state()
+
+    # -- per input state ------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self.table = FlowTable(self.settings)
+        self.dns = DnsTracker(self.settings.thresholds, max_pending=self.settings.max_dns)
+        self.ctx = Context(self.settings.thresholds)
+        self.findings: list[Finding] = []
+        self.answered_ips: dict[str, int] = {}
+        self._now = 0.0
+        self._since_expire = 0
+
+    def begin_input(self, info: InputInfo) -> int:
+        self.result.inputs.append(info)
+        self._input = len(self.result.inputs) - 1
+        self._reset_state()
+        return self._input
+
+    # -- packets ----------------------------------------------------------------------------
+    def feed(self, batch: Batch) -> None:
+        """Decode and track every packet of a batch (reference per-packet path)."""
+        buf = batch.buf
+        stats = self.stats
+        strict = self.settings.strict
+        inp = self._input
+        info = self.result.inputs[inp]
+        frame0 = batch.first_frame
+        n = len(batch.offsets)
+        stats.packets += n
+        info.packets += n
+        table = self.table
+        dns = self.dns
+        for i in range(n):
+            lt = batch.linktypes[i]
+            ts = batch.ts[i]
+            if lt < 0:
+                stats.skip("unusable_block")
+                continue
+            try:
+                pkt = decode_frame(buf, batch.offsets[i], batch.caplens[i], lt)
+            except DecodeError as e:
+                stats.skip(e.reason)
+                continue
+            except Exception:  # a decoder bug must not end the run on hostile input
+                if strict:
+                    raise
+                stats.skip("decoder_error")
+                continue
+            stats.decoded += 1
+            pkt.frame = frame0 + i
+            pkt.ts = ts
+            pkt.input = inp
+            pkt.wirelen = batch.wirelens[i]
+            if info.first_ts is None or ts < info.first_ts:
+                info.first_ts = ts
+            if info.last_ts is None or ts > info.last_ts:
+                info.last_ts = ts
+            if ts > self._now:
+                self._now = ts
+            if pkt.frag:
+                stats.fragments += 1
+                if pkt.frag_offset:
+                    continue
+            proto = pkt.proto
+            if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+                table.observe(pkt)
+                if pkt.sport == DNS_PORT or pkt.dport == DNS_PORT:
+                    try:
+                        dns.on_packet(pkt)
+                    except Exception:
+                        if strict:
+                            raise
+                        stats.skip("dns_error")
+            elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+                if pkt.quoted is not None:
+                    table.attach_icmp(pkt)
+            else:
+                table.observe(pkt)  # ESP, GRE, ...: tracked as port-less flows
+            self._since_expire += 1
+            if self._since_expire >= EXPIRE_EVERY:
+                self._since_expire = 0
+                self.expire(self._now)
+
+    def expire(self, now: float) -> None:
+        for flow in self.table.expire(now):
+            self._finish_flow(flow)
+        for txn in self.dns.expire(now):
+            self._finish_dns(txn)
+
+    # -- finishing ------------------------------------------------------------------------
+    def _finish_flow(self, flow: Flow) -> None:
+        stats = self.stats
+        stats.flows += 1
+        if flow.evicted:
+            stats.flows_evicted += 1
+        names = self.dns.names_for(flow.server)
+        try:
+            info = describe(flow, names)
+        except Exception:
+            if self.settings.strict:
+                raise
+            stats.skip("flow_describe_error")
+            return
+        ctx = self.ctx
+        findings: list[Finding] = []
+        try:
+            findings = residual_detector.detect(flow, info, ctx)
+            if not findings:
+                for det in FLOW_DETECTORS:
+                    findings.extend(det(flow, info, ctx))
+        except Exception:
+            if self.settings.strict:
+                raise
+            stats.skip("detector_error")
+        self._update_context(flow, info, findings)
+        for f in findings:
+            f = replace(f, link_key=f"{flow.flow_id}:{f.technique.value}")
+            if f.trigger in TRIGGER_KINDS:
+                ctx.record_block(flow.client, flow.server, flow.sport, flow.proto,
+                                 Block(f.first_ts, f.link_key or "", f.technique.value, f.domain))
+            self.findings.append(f)
+        outcome = self._outcome(flow, info, findings)
+        self.result.flows.append(FlowRecord(
+            id=flow.flow_id, input=flow.input, proto=flow.proto_name, client=flow.client_ep,
+            server=flow.server_ep, target=_target_of(info, findings), app=info.ident.app,
+            domain=info.domain, packets=flow.packets, bytes=flow.bytes, first_ts=flow.first_ts,
+            last_ts=flow.last_ts, outcome=outcome,
+        ))
+
+    def _update_context(self, flow: Flow, info: FlowInfo, findings: list[Finding]) -> None:
+        ctx = self.ctx
+        ctx.flows += 1
+        s = flow.dirs[S2C]
+        st = ctx.server(flow.server, flow.sport, flow.proto)
+        st.flows += 1
+        answered = s.packets > 0 and not (s.packets == len(s.rsts))
+        if answered and not findings:
+            ctx.answered_flows += 1
+            st.answered += 1
+            ip = format_ip(flow.server)
+            self.answered_ips[ip] = self.answered_ips.get(ip, 0) + 1
+            ipst = ctx.server_ip(flow.server)
+            for t, c in s.ttls.items():
+                ipst.ttls[t] = ipst.ttls.get(t, 0) + c
+            if s.payload_packets:
+                add_name(st.ok_names, info.domain)
+                st.last_ok_ts = flow.last_ts
+        elif findings:
+            add_name(st.blocked_names, info.domain)
+
+    def _outcome(self, flow: Flow, info: FlowInfo, findings: list[Finding]) -> str:
+        if findings:
+            return Outcome.INTERFERED.value
+        c, s = flow.dirs[C2S], flow.dirs[S2C]
+        if flow.proto == IPPROTO_TCP:
+            if not flow.synack_seen and not flow.handshake_seen and c.syn_count:
+                return Outcome.FAILED.value
+            if s.rsts and not s.payload_packets and not c.payload_packets:
+                return Outcome.FAILED.value
+            if not flow.syn_seen and not flow.synack_seen:
+                return Outcome.INCOMPLETE.value
+            return Outcome.OK.value
+        if s.packets == 0:
+            return Outcome.INCOMPLETE.value if c.packets < 2 else Outcome.FAILED.value
+        return Outcome.OK.value
+
+    def _finish_dns(self, txn: Any) -> None:
+        self.stats.dns_transactions += 1
+        try:
+            found = detect_dns(txn, self.dns.baselines, self.settings.thresholds)
+        except Exception:
+            if self.settings.strict:
+                raise
+            self.stats.skip("detector_error")
+            return
+        for f in found:
+            self.findings.append(replace(f, link_key=f.link_key or f"dns:{f.client}:{f.domain}"))
+
+    def end_input(self) -> list[Verdict]:
+        """Finish every flow and transaction of the current input and decide its verdicts."""
+        for flow in self.table.flush():
+            self._finish_flow(flow)
+        for txn in self.dns.flush():
+            self._finish_dns(txn)
+        self.stats.flows_evicted = max(self.stats.flows_evicted, 0)
+        verdicts = decide(self.findings, self.ctx, self.answered_ips)
+        self.findings = []
+        self.result.verdicts.extend(verdicts)
+        if self.on_verdict is not None:
+            for v in verdicts:
+                self.on_verdict(v)
+        return verdicts
+
+
+def _target_of(info: FlowInfo, findings: list[Finding]) -> str:
+    t = info.ident.target.value
+    if t == "other" and info.domain:
+        from analyzer.identify import is_whatsapp_name
+        if is_whatsapp_name(info.domain):
+            return "whatsapp"
+    return t
+
+
+def analyze_files(paths: Iterable[str], settings: Optional[Settings] = None,
+                  open_stream: Optional[Callable[[str], BinaryIO]] = None,
+                  progress: Optional[Callable[[int, int], None]] = None) -> Result:
+    """Analyse capture files (``-`` = stdin) and return the combined result."""
+    import sys
+
+    an = Analyzer(settings)
+    t0 = time.perf_counter()
+    for path in paths:
+        if path == "-":
+            stream: BinaryIO = sys.stdin.buffer
+        else:
+            try:
+                stream = open_stream(path) if open_stream else open(path, "rb")
+            except FileNotFoundError:
+                raise InputError(f"{path}: no such file") from None
+            except IsADirectoryError:
+                raise InputError(f"{path}: is a directory, not a capture file") from None
+            except PermissionError:
+                raise InputError(f"{path}: permission denied") from None
+            except OSError as e:
+                raise InputError(f"{path}: cannot open ({e.strerror})") from None
+        try:
+            reader = open_reader(stream, path, an.settings.batch_packets)
+            info = InputInfo(path=path, format=reader.format)
+            an.begin_input(info)
+            for batch in reader.batches():
+                an.feed(batch)
+                if progress is not None:
+                    progress(len(batch), _tell(stream))
+            info.linktype = reader.linktype
+            for reason, n in reader.skips.items():
+                an.stats.skip(reason, n)
+            an.end_input()
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+    an.stats.seconds = round(time.perf_counter() - t0, 3)
+    return an.result
+
+
+def _tell(stream: BinaryIO) -> int:
+    try:
+        return stream.tell()
+    except (OSError, ValueError):
+        return -1
+
+
+def result_technique_counts(result: Result) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in result.verdicts:
+        out[v.technique.value] = out.get(v.technique.value, 0) + 1
+    return out
+
+
+__all__ = ["Analyzer", "Result", "FlowRecord", "analyze_files", "Technique", "TCP_SYN"]

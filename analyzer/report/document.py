@@ -1,0 +1,76 @@
+"""The JSON result document (schema ``analyzer.report/1``, see docs/contract.md)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from analyzer import __version__
+from analyzer.model import LadderPacket, Verdict
+from analyzer.pipeline import FlowRecord, Result
+
+SCHEMA = "analyzer.report/1"
+
+
+def _ts(v: Optional[float]) -> Optional[float]:
+    return None if v is None else round(v, 6)
+
+
+def verdict_dict(v: Verdict) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "technique": v.technique.value,
+        "trigger": v.trigger.value,
+        "target": v.target.value,
+        "proto": v.proto,
+        "client": v.client,
+        "server": v.server,
+        "domain": v.domain,
+        "confidence": v.confidence,
+        "first_ts": _ts(v.first_ts),
+        "last_ts": _ts(v.last_ts),
+        "signals": list(v.signals),
+        "evidence": [{"frame": e.frame, "ts": _ts(e.ts), "input": e.input, "reason": e.reason}
+                     for e in v.evidence],
+        "detector": v.detector,
+        "notes": list(v.notes),
+        "related": list(v.related),
+        "flow_id": v.flow_id,
+        "packets": [ladder_dict(p) for p in v.ladder],
+    }
+
+
+def ladder_dict(p: LadderPacket) -> dict[str, Any]:
+    return {"frame": p.frame, "ts": _ts(p.ts), "input": p.input, "dir": p.dir,
+            "summary": p.summary, "flags": p.flags, "ttl": p.ttl, "ipid": p.ipid, "seq": p.seq,
+            "ack": p.ack, "win": p.win, "len": p.len, "forged": p.forged}
+
+
+def flow_dict(f: FlowRecord) -> dict[str, Any]:
+    return {"id": f.id, "input": f.input, "proto": f.proto, "client": f.client,
+            "server": f.server, "target": f.target, "app": f.app, "domain": f.domain,
+            "packets": f.packets, "bytes": f.bytes, "first_ts": _ts(f.first_ts),
+            "last_ts": _ts(f.last_ts), "outcome": f.outcome}
+
+
+def to_document(result: Result, flows: str = "all") -> dict[str, Any]:
+    """``flows``: "all", "interfered" (flows with a verdict or not ok) or "none"."""
+    st = result.stats
+    if flows == "none":
+        flow_list: list[dict[str, Any]] = []
+    elif flows == "interfered":
+        flow_list = [flow_dict(f) for f in result.flows if f.outcome != "ok"]
+    else:
+        flow_list = [flow_dict(f) for f in result.flows]
+    flow_list.sort(key=lambda f: (f["input"], f["first_ts"] or 0.0, f["id"]))
+    return {
+        "schema": SCHEMA,
+        "tool": {"name": "analyzer", "version": __version__},
+        "inputs": [{"path": i.path, "packets": i.packets, "linktype": i.linktype,
+                    "format": i.format, "first_ts": _ts(i.first_ts), "last_ts": _ts(i.last_ts)}
+                   for i in result.inputs],
+        "verdicts": [verdict_dict(v) for v in result.verdicts],
+        "flows": flow_list,
+        "stats": {"packets": st.packets, "decoded": st.decoded,
+                  "skipped": dict(sorted(st.skipped.items())), "flows": st.flows,
+                  "flows_evicted": st.flows_evicted, "dns_transactions": st.dns_transactions,
+                  "fragments": st.fragments, "seconds": st.seconds},
+    }

@@ -1,0 +1,371 @@
+"""Capture files (pcap, pcapng, stdin) read in batches of raw records.
+
+Nothing here builds an object per packet: a reader fills a :class:`Batch` of parallel lists
+(offset into one shared buffer, captured length, wire length, timestamp, link type) and hands
+it to the decoder. Files are read in fixed-size chunks, so memory does not grow with the file.
+
+Formats: classic pcap (micro- and nanosecond magic, both byte orders) and pcapng (several
+sections and interfaces, if_tsresol/if_tsoffset, EPB, SPB and the obsolete PB). Frame numbers
+are 1-based positions counting packet blocks only, as Wireshark numbers them.
+
+Damage inside an otherwise good file is counted in ``skips`` (reason -> count) and reading
+stops or resynchronises as the format allows; a file that is not a capture at all raises
+:class:`~analyzer.status.InputError` with a one-line message.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterator, Optional
+
+from analyzer.status import InputError
+
+# Link-layer header types (tcpdump.org/linktypes.html)
+LINKTYPE_NULL = 0
+LINKTYPE_EN10MB = 1
+LINKTYPE_RAW = 101
+LINKTYPE_RAW_OLD_A = 12  # DLT_RAW on some BSDs
+LINKTYPE_RAW_OLD_B = 14  # DLT_RAW on OpenBSD
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+LINKTYPE_NAMES = {
+    LINKTYPE_NULL: "NULL",
+    LINKTYPE_EN10MB: "EN10MB",
+    LINKTYPE_RAW: "RAW",
+    LINKTYPE_RAW_OLD_A: "RAW",
+    LINKTYPE_RAW_OLD_B: "RAW",
+    LINKTYPE_LOOP: "LOOP",
+    LINKTYPE_LINUX_SLL: "LINUX_SLL",
+    LINKTYPE_IPV4: "IPV4",
+    LINKTYPE_IPV6: "IPV6",
+    LINKTYPE_LINUX_SLL2: "LINUX_SLL2",
+}
+
+PCAP_MAGIC_USEC = 0xA1B2C3D4
+PCAP_MAGIC_NSEC = 0xA1B23C4D
+PCAP_GLOBAL_HEADER_LEN = 24
+PCAP_RECORD_HEADER_LEN = 16
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+PCAPNG_IDB = 0x00000001
+PCAPNG_PB = 0x00000002  # obsolete Packet Block
+PCAPNG_SPB = 0x00000003
+PCAPNG_EPB = 0x00000006
+PCAPNG_OPT_ENDOFOPT = 0
+PCAPNG_OPT_IF_TSRESOL = 9
+PCAPNG_OPT_IF_TSOFFSET = 14
+
+# A record longer than this is corruption, not a packet (Wireshark's own limit is 256 KiB
+# for most link types; jumbo/TSO captures stay far below 1 MiB).
+MAX_RECORD_LEN = 1 << 20
+CHUNK_BYTES = 4 << 20
+
+
+def linktype_name(linktype: int) -> str:
+    return LINKTYPE_NAMES.get(linktype, f"LINKTYPE_{linktype}")
+
+
+@dataclass(slots=True)
+class Batch:
+    """A run of records sharing one buffer. Lists are parallel, index i = one packet."""
+
+    buf: bytes
+    first_frame: int
+    offsets: list[int] = field(default_factory=list)
+    caplens: list[int] = field(default_factory=list)
+    wirelens: list[int] = field(default_factory=list)
+    ts: list[float] = field(default_factory=list)
+    linktypes: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+class CaptureReader:
+    """Common bookkeeping of the readers."""
+
+    format = "unknown"
+
+    def __init__(self, stream: BinaryIO, name: str, batch_packets: int = 65_536) -> None:
+        self.stream = stream
+        self.name = name
+        self.batch_packets = batch_packets
+        self.skips: dict[str, int] = {}
+        self.frames = 0
+        self.linktypes_seen: list[int] = []
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skips[reason] = self.skips.get(reason, 0) + n
+
+    def _saw_linktype(self, lt: int) -> None:
+        if lt not in self.linktypes_seen:
+            self.linktypes_seen.append(lt)
+
+    @property
+    def linktype(self) -> str:
+        if not self.linktypes_seen:
+            return "UNKNOWN"
+        return ",".join(linktype_name(lt) for lt in self.linktypes_seen)
+
+    def batches(self) -> Iterator[Batch]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    parts = []
+    got = 0
+    while got < n:
+        b = stream.read(n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+class PcapReader(CaptureReader):
+    format = "pcap"
+
+    def __init__(self, stream: BinaryIO, name: str, header: bytes, batch_packets: int = 65_536):
+        super().__init__(stream, name, batch_packets)
+        if len(header) < PCAP_GLOBAL_HEADER_LEN:
+            raise InputError(f"{name}: truncated pcap header ({len(header)} of 24 bytes)")
+        magic_le = struct.unpack_from("<I", header, 0)[0]
+        if magic_le in (PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC):
+            self.endian = "<"
+        else:
+            self.endian = ">"
+        magic = struct.unpack_from(self.endian + "I", header, 0)[0]
+        self.nanosecond = magic == PCAP_MAGIC_NSEC
+        if self.nanosecond:
+            self.format = "pcap-ns"
+        _vmaj, _vmin, _zone, _sig, self.snaplen, network = struct.unpack_from(
+            self.endian + "HHiIII", header, 4
+        )
+        # The upper 16 bits of the link type field carry FCS info (pcap-savefile(5)).
+        self.linktype_value = network & 0xFFFF
+        self._saw_linktype(self.linktype_value)
+
+    def batches(self) -> Iterator[Batch]:
+        rec = struct.Struct(self.endian + "IIII")
+        unpack = rec.unpack_from
+        scale = 1e-9 if self.nanosecond else 1e-6
+        lt = self.linktype_value
+        pending = b""
+        frame = 0
+        eof = False
+        while not eof:
+            chunk = self.stream.read(CHUNK_BYTES)
+            if not chunk:
+                eof = True
+                buf = pending
+            else:
+                buf = pending + chunk if pending else chunk
+            n = len(buf)
+            off = 0
+            batch = Batch(buf, frame + 1)
+            offsets = batch.offsets
+            caplens = batch.caplens
+            wirelens = batch.wirelens
+            tss = batch.ts
+            while off + PCAP_RECORD_HEADER_LEN <= n:
+                sec, frac, incl, orig = unpack(buf, off)
+                if incl > MAX_RECORD_LEN:
+                    # No resync is possible in classic pcap: the rest is unreadable.
+                    self.skip("corrupt_record_length")
+                    eof = True
+                    n = off  # stop; drop the remainder
+                    break
+                end = off + PCAP_RECORD_HEADER_LEN + incl
+                if end > n:
+                    break
+                offsets.append(off + PCAP_RECORD_HEADER_LEN)
+                caplens.append(incl)
+                wirelens.append(orig)
+                tss.append(sec + frac * scale)
+                off = end
+                if len(offsets) >= self.batch_packets:
+                    frame += len(offsets)
+                    batch.linktypes = [lt] * len(offsets)
+                    yield batch
+                    batch = Batch(buf, frame + 1)
+                    offsets = batch.offsets
+                    caplens = batch.caplens
+                    wirelens = batch.wirelens
+                    tss = batch.ts
+            if offsets:
+                frame += len(offsets)
+                batch.linktypes = [lt] * len(offsets)
+                yield batch
+            pending = buf[off:n] if off < n else b""
+            if eof and pending:
+                self.skip("truncated_record")
+        self.frames = frame
+
+
+class PcapngReader(CaptureReader):
+    format = "pcapng"
+
+    def __init__(self, stream: BinaryIO, name: str, header: bytes, batch_packets: int = 65_536):
+        super().__init__(stream, name, batch_packets)
+        self._first = header
+
+    def batches(self) -> Iterator[Batch]:
+        endian = "<"
+        interfaces: list[tuple[int, float, float, int]] = []  # linktype, resolution, offset, snaplen
+        pending = self._first
+        frame = 0
+        eof = False
+        while True:
+            if not eof:
+                chunk = self.stream.read(CHUNK_BYTES)
+                if chunk:
+                    buf = pending + chunk if pending else chunk
+                else:
+                    eof = True
+                    buf = pending
+            else:
+                buf = pending
+            n = len(buf)
+            off = 0
+            batch = Batch(buf, frame + 1)
+            while off + 12 <= n:
+                btype = struct.unpack_from(endian + "I", buf, off)[0]
+                if btype == PCAPNG_SHB:
+                    bom = buf[off + 8 : off + 12]
+                    if bom == b"\x4d\x3c\x2b\x1a":
+                        endian = "<"
+                    elif bom == b"\x1a\x2b\x3c\x4d":
+                        endian = ">"
+                    else:
+                        self.skip("corrupt_section_header")
+                        off = n
+                        eof = True
+                        break
+                    interfaces = []
+                blen = struct.unpack_from(endian + "I", buf, off + 4)[0]
+                if blen < 12 or blen % 4 or blen > MAX_RECORD_LEN + 64:
+                    self.skip("corrupt_block_length")
+                    off = n
+                    eof = True
+                    break
+                if off + blen > n:
+                    break
+                body = off + 8
+                if btype == PCAPNG_IDB:
+                    interfaces.append(self._parse_idb(buf, body, off + blen - 4, endian))
+                elif btype in (PCAPNG_EPB, PCAPNG_PB, PCAPNG_SPB):
+                    rec = self._parse_packet_block(buf, btype, body, off + blen - 4, endian, interfaces)
+                    if rec is not None:
+                        data_off, caplen, wirelen, ts, lt = rec
+                        batch.offsets.append(data_off)
+                        batch.caplens.append(caplen)
+                        batch.wirelens.append(wirelen)
+                        batch.ts.append(ts)
+                        batch.linktypes.append(lt)
+                    else:
+                        # Keep frame numbering aligned with Wireshark: the block still counts.
+                        batch.offsets.append(body)
+                        batch.caplens.append(0)
+                        batch.wirelens.append(0)
+                        batch.ts.append(0.0)
+                        batch.linktypes.append(-1)
+                    if len(batch.offsets) >= self.batch_packets:
+                        frame += len(batch.offsets)
+                        yield batch
+                        batch = Batch(buf, frame + 1)
+                off += blen
+            if batch.offsets:
+                frame += len(batch.offsets)
+                yield batch
+            pending = buf[off:n]
+            if eof:
+                if pending:
+                    self.skip("truncated_block")
+                break
+        self.frames = frame
+
+    def _parse_idb(self, buf: bytes, start: int, end: int, endian: str) -> tuple[int, float, float, int]:
+        if start + 8 > end:
+            self.skip("corrupt_interface_block")
+            return (-1, 1e-6, 0.0, 0)
+        linktype, _res, snaplen = struct.unpack_from(endian + "HHI", buf, start)
+        resolution = 1e-6
+        tsoffset = 0.0
+        o = start + 8
+        while o + 4 <= end:
+            code, length = struct.unpack_from(endian + "HH", buf, o)
+            o += 4
+            if code == PCAPNG_OPT_ENDOFOPT or o + length > end:
+                break
+            if code == PCAPNG_OPT_IF_TSRESOL and length >= 1:
+                v = buf[o]
+                resolution = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+            elif code == PCAPNG_OPT_IF_TSOFFSET and length >= 8:
+                tsoffset = float(struct.unpack_from(endian + "q", buf, o)[0])
+            o += (length + 3) & ~3
+        self._saw_linktype(linktype)
+        return (linktype, resolution, tsoffset, snaplen)
+
+    def _parse_packet_block(
+        self,
+        buf: bytes,
+        btype: int,
+        start: int,
+        end: int,
+        endian: str,
+        interfaces: list[tuple[int, float, float, int]],
+    ) -> Optional[tuple[int, int, int, float, int]]:
+        if btype == PCAPNG_SPB:
+            if start + 4 > end or not interfaces:
+                self.skip("corrupt_packet_block")
+                return None
+            wirelen = struct.unpack_from(endian + "I", buf, start)[0]
+            lt, _res, _tso, snaplen = interfaces[0]
+            caplen = min(wirelen, end - start - 4)
+            if snaplen:
+                caplen = min(caplen, snaplen)
+            return (start + 4, caplen, wirelen, 0.0, lt)
+        if btype == PCAPNG_EPB:
+            if start + 20 > end:
+                self.skip("corrupt_packet_block")
+                return None
+            ifid, hi, lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, start)
+            data = start + 20
+        else:
+            if start + 20 > end:
+                self.skip("corrupt_packet_block")
+                return None
+            ifid, _drops, hi, lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, start)
+            data = start + 20
+        if ifid >= len(interfaces):
+            self.skip("unknown_interface")
+            return None
+        if data + caplen > end:
+            self.skip("corrupt_packet_block")
+            return None
+        lt, res, tso, _snap = interfaces[ifid]
+        ts = ((hi << 32) | lo) * res + tso
+        return (data, caplen, wirelen, ts, lt)
+
+
+def open_reader(stream: BinaryIO, name: str, batch_packets: int = 65_536) -> CaptureReader:
+    """Sniff the magic and return the matching reader (raises InputError for non-captures)."""
+    head = _read_exact(stream, PCAP_GLOBAL_HEADER_LEN)
+    if not head:
+        raise InputError(f"{name}: empty file, not a capture")
+    if len(head) < 4:
+        raise InputError(f"{name}: too short to be a pcap or pcapng file ({len(head)} bytes)")
+    magic_le = struct.unpack_from("<I", head, 0)[0]
+    magic_be = struct.unpack_from(">I", head, 0)[0]
+    if magic_le in (PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC) or magic_be in (PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC):
+        return PcapReader(stream, name, head, batch_packets)
+    if magic_le == PCAPNG_SHB:
+        if len(head) < 12 or head[8:12] not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+            raise InputError(f"{name}: damaged pcapng section header")
+        return PcapngReader(stream, name, head, batch_packets)
+    raise InputError(f"{name}: not a pcap or pcapng file (magic 0x{magic_be:08x})")

@@ -1,0 +1,424 @@
+"""Bidirectional TCP/UDP flows with per-direction baselines and the flow's key packets.
+
+A flow is keyed by its two endpoints and the transport. The *client* is the side that sent
+the SYN (or, when the handshake was not captured, the receiver of a SYN/ACK, else the sender
+of the first packet seen). For each direction the tracker keeps what the detectors compare a
+suspicious packet against — the TTL/hop-limit histogram, the last IP-IDs, DF, windows, the
+sequence space — plus the first payload segments (ClientHello reassembly, identification)
+and a bounded list of *key packets* (handshake, FIN/RST, first payloads, packets around a
+RST), which also feed the ladder diagrams.
+
+Memory is bounded per flow (settings.max_events, first_payloads, first_payload_bytes) and
+the table evicts idle flows (settings.idle_timeout) and the least recently active ones when
+it is full (settings.max_flows).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Optional
+
+from analyzer.config import Settings
+from analyzer.decode.packet import (
+    IPPROTO_TCP,
+    PROTO_NAMES,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+    Packet,
+)
+from analyzer.model import format_endpoint
+
+C2S = 0
+S2C = 1
+IPID_HISTORY = 8
+WINDOW_HISTORY = 8
+# Packets recorded as key packets after a flow's first RST (to see data/ACKs racing it).
+AFTER_RST_EVENTS = 24
+
+# Key packet tuple layout (plain tuples in the hot path, see STYLE rule 6):
+E_FRAME, E_TS, E_INPUT, E_DIR, E_FLAGS, E_SEQ, E_ACK, E_TTL, E_IPID, E_WIN, E_LEN, E_DF, E_KIND = range(13)
+# E_KIND: why the packet was kept
+K_HANDSHAKE, K_PAYLOAD, K_CLOSE, K_AFTER_RST, K_CONTEXT = range(5)
+
+Event = tuple[int, float, int, int, int, int, int, int, int, int, int, bool, int]
+
+
+class Direction:
+    """What one side of a flow sent."""
+
+    __slots__ = (
+        "packets", "bytes", "payload_bytes", "ttls", "ipids", "df_set", "df_clear",
+        "wins", "isn", "max_seq_end", "payloads", "kept_bytes", "payload_packets",
+        "retrans", "syn_frame", "syn_options", "syn_count", "fin_frame", "rsts",
+        "first_ts", "last_ts", "last", "synack_count", "unanswered", "unanswered_since",
+    )
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.bytes = 0
+        self.payload_bytes = 0
+        self.ttls: dict[int, int] = {}
+        self.ipids: deque[tuple[int, int]] = deque(maxlen=IPID_HISTORY)  # (frame, ipid)
+        self.df_set = 0
+        self.df_clear = 0
+        self.wins: deque[int] = deque(maxlen=WINDOW_HISTORY)
+        self.isn: Optional[int] = None
+        self.max_seq_end: Optional[int] = None
+        self.payloads: list[tuple[int, int, bytes, float]] = []  # (seq, frame, data, ts)
+        self.kept_bytes = 0
+        self.payload_packets = 0
+        self.retrans = 0
+        self.syn_frame = 0
+        self.syn_options = b""
+        self.syn_count = 0
+        self.synack_count = 0
+        self.fin_frame = 0
+        self.rsts: list[Event] = []
+        self.first_ts = 0.0
+        self.last_ts = 0.0
+        self.last: Optional[Event] = None  # the most recent packet of this side
+        # packets of this side since the other side last sent anything, and when they began
+        self.unanswered = 0
+        self.unanswered_since = 0.0
+
+    def main_ttl(self, exclude_rst: bool = True) -> Optional[int]:
+        """Most frequent TTL among this side's packets (RSTs excluded when asked)."""
+        if not self.ttls:
+            return None
+        counts = dict(self.ttls)
+        if exclude_rst:
+            for ev in self.rsts:
+                t = ev[E_TTL]
+                if t in counts:
+                    counts[t] -= 1
+                    if counts[t] <= 0:
+                        del counts[t]
+        if not counts:
+            return None
+        return max(counts.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+
+
+class Flow:
+    """A bidirectional TCP or UDP flow."""
+
+    __slots__ = (
+        "key", "proto", "client", "cport", "server", "sport", "input", "first_frame",
+        "first_ts", "last_ts", "packets", "bytes", "dirs", "events", "closed", "hot",
+        "after_rst", "handshake_seen", "syn_seen", "synack_seen", "ended", "icmp",
+        "evicted", "seq",
+    )
+
+    def __init__(self, key: tuple[bytes, int, bytes, int, int], pkt: Packet, seq: int) -> None:
+        self.key = key
+        self.proto = pkt.proto
+        # Orientation: SYN sender is the client; SYN/ACK sender is the server.
+        if pkt.proto == IPPROTO_TCP and pkt.flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK):
+            self.client, self.cport, self.server, self.sport = pkt.dst, pkt.dport, pkt.src, pkt.sport
+        else:
+            self.client, self.cport, self.server, self.sport = pkt.src, pkt.sport, pkt.dst, pkt.dport
+        self.input = pkt.input
+        self.first_frame = pkt.frame
+        self.first_ts = pkt.ts
+        self.last_ts = pkt.ts
+        self.packets = 0
+        self.bytes = 0
+        self.dirs = (Direction(), Direction())
+        self.events: list[Event] = []
+        self.closed = False  # RST seen or both FINs
+        self.hot = False  # a RST was seen: keep packets after it
+        self.after_rst = 0
+        self.handshake_seen = False
+        self.syn_seen = False
+        self.synack_seen = False
+        self.ended = 0.0
+        self.icmp: list[tuple[int, float, int, int, int, bytes]] = []  # frame, ts, input, type, code, from
+        self.evicted = False
+        self.seq = seq  # creation order, for deterministic ids
+
+    # -- naming -------------------------------------------------------------------------
+    @property
+    def proto_name(self) -> str:
+        return PROTO_NAMES.get(self.proto, str(self.proto))
+
+    @property
+    def client_ep(self) -> str:
+        return format_endpoint(self.client, self.cport)
+
+    @property
+    def server_ep(self) -> str:
+        return format_endpoint(self.server, self.sport)
+
+    @property
+    def flow_id(self) -> str:
+        return f"f{self.input}-{self.first_frame}"
+
+    def stream(self, d: int, limit: int = 16_384) -> bytes:
+        """Reassembled first bytes of direction d from the kept segments (TCP), or the
+        concatenated first datagrams (UDP). Overlaps and retransmissions are de-duplicated."""
+        segs = self.dirs[d].payloads
+        if not segs:
+            return b""
+        if self.proto != IPPROTO_TCP:
+            return b"".join(s[2] for s in segs)[:limit]
+        base = self.dirs[d].isn
+        start = (base + 1) & 0xFFFFFFFF if base is not None else min(s[0] for s in segs)
+        out = bytearray()
+        for seq, _frame, data, _ts in sorted(segs, key=lambda s: ((s[0] - start) & 0xFFFFFFFF, s[1])):
+            rel = (seq - start) & 0xFFFFFFFF
+            if rel > len(out):
+                break  # a hole: stop at the contiguous prefix
+            piece = data[len(out) - rel:] if rel < len(out) else data
+            out += piece
+            if len(out) >= limit:
+                break
+        return bytes(out[:limit])
+
+    def datagrams(self, d: int) -> tuple[bytes, ...]:
+        return tuple(s[2] for s in self.dirs[d].payloads)
+
+    def rel_seq(self, d: int, seq: int) -> int:
+        isn = self.dirs[d].isn
+        return (seq - isn) & 0xFFFFFFFF if isn is not None else seq
+
+
+class FlowTable:
+    """Flows by canonical key, ordered by last activity for O(1) idle expiry."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.flows: OrderedDict[tuple[bytes, int, bytes, int, int], Flow] = OrderedDict()
+        self.closing: deque[Flow] = deque()
+        self.reused: list[Flow] = []  # flows ended because a new connection took their 4-tuple
+        self.created = 0
+        self.evicted = 0
+        self._max_events = settings.max_events
+        self._first_payloads = settings.first_payloads
+        self._first_payload_bytes = settings.first_payload_bytes
+        self._linger = settings.thresholds.close_linger
+
+    def __len__(self) -> int:
+        return len(self.flows)
+
+    def lookup(self, pkt: Packet) -> tuple[Flow, int]:
+        """Find or create the flow of pkt; return it with the packet's direction."""
+        a = (pkt.src, pkt.sport)
+        b = (pkt.dst, pkt.dport)
+        key = (pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.proto) if a <= b else (
+            pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.proto)
+        flows = self.flows
+        flow = flows.get(key)
+        if flow is None:
+            flow = Flow(key, pkt, self.created)
+            self.created += 1
+            flows[key] = flow
+        else:
+            if (flow.closed and pkt.proto == IPPROTO_TCP and pkt.flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+                    and pkt.seq != flow.dirs[C2S].isn):
+                # the 4-tuple is reused by a new connection: end the old flow
+                del flows[key]
+                self.reused.append(flow)
+                flow = Flow(key, pkt, self.created)
+                self.created += 1
+                flows[key] = flow
+            else:
+                flows.move_to_end(key)
+        d = C2S if (pkt.src == flow.client and pkt.sport == flow.cport) else S2C
+        return flow, d
+
+    def observe(self, pkt: Packet) -> Flow:
+        flow, d = self.lookup(pkt)
+        if flow.proto == IPPROTO_TCP:
+            self._tcp(flow, d, pkt)
+        else:
+            self._udp(flow, d, pkt)
+        return flow
+
+    # -- TCP ------------------------------------------------------------------------------
+    def _tcp(self, flow: Flow, d: int, pkt: Packet) -> None:
+        ds = flow.dirs[d]
+        flags = pkt.flags
+        plen = len(pkt.payload)
+        ts = pkt.ts
+        flow.packets += 1
+        flow.bytes += pkt.ip_len
+        flow.last_ts = ts
+        ds.packets += 1
+        ds.bytes += pkt.ip_len
+        if ds.packets == 1:
+            ds.first_ts = ts
+        ds.last_ts = ts
+        ds.unanswered += 1
+        if ds.unanswered == 1:
+            ds.unanswered_since = ts
+        flow.dirs[1 - d].unanswered = 0
+        ttls = ds.ttls
+        ttls[pkt.ttl] = ttls.get(pkt.ttl, 0) + 1
+        if pkt.ipid >= 0:
+            ds.ipids.append((pkt.frame, pkt.ipid))
+        if pkt.df:
+            ds.df_set += 1
+        else:
+            ds.df_clear += 1
+        ev: Event = (pkt.frame, ts, pkt.input, d, flags, pkt.seq, pkt.ack, pkt.ttl, pkt.ipid,
+                     pkt.win, plen, pkt.df, K_CONTEXT)
+        kind = -1
+        if flags & TCP_SYN:
+            kind = K_HANDSHAKE
+            if flags & TCP_ACK:
+                ds.synack_count += 1
+                flow.synack_seen = True
+            else:
+                ds.syn_count += 1
+                flow.syn_seen = True
+            if ds.isn is None or ds.syn_count + ds.synack_count == 1:
+                ds.isn = pkt.seq
+                ds.syn_options = pkt.options
+                ds.syn_frame = pkt.frame
+            end = (pkt.seq + 1 + plen) & 0xFFFFFFFF
+            if ds.max_seq_end is None:
+                ds.max_seq_end = end
+        else:
+            if not (flags & TCP_RST):
+                ds.wins.append(pkt.win)
+            if flow.syn_seen and flow.synack_seen and not flow.handshake_seen and d == C2S and flags & TCP_ACK:
+                flow.handshake_seen = True
+        if plen:
+            ds.payload_packets += 1
+            ds.payload_bytes += plen
+            end = (pkt.seq + plen) & 0xFFFFFFFF
+            mse = ds.max_seq_end
+            if mse is None:
+                ds.max_seq_end = end
+            else:
+                diff = (end - mse) & 0xFFFFFFFF
+                if diff == 0 or diff > 0x7FFFFFFF:
+                    # the segment ends at or before what this side already sent: a retransmission
+                    ds.retrans += 1
+                else:
+                    ds.max_seq_end = end
+            if len(ds.payloads) < self._first_payloads and ds.kept_bytes < self._first_payload_bytes:
+                data = bytes(pkt.payload[: self._first_payload_bytes - ds.kept_bytes])
+                ds.payloads.append((pkt.seq, pkt.frame, data, ts))
+                ds.kept_bytes += len(data)
+                kind = K_PAYLOAD
+        if flags & TCP_FIN:
+            kind = K_CLOSE
+            if not ds.fin_frame:
+                ds.fin_frame = pkt.frame
+            end = (pkt.seq + plen + 1) & 0xFFFFFFFF
+            if ds.max_seq_end is None or ((end - ds.max_seq_end) & 0xFFFFFFFF) < 0x7FFFFFFF:
+                ds.max_seq_end = end
+        if flags & TCP_RST:
+            kind = K_CLOSE
+            ds.rsts.append(ev)
+            if not flow.hot:
+                flow.hot = True
+                # context: the last packet each side sent before the first RST
+                recent = {e[E_FRAME] for e in flow.events[-8:]}
+                for other in flow.dirs:
+                    if other.last is not None and other.last[E_FRAME] not in recent:
+                        self._add_event(flow, other.last)
+        elif kind < 0 and flow.hot and flow.after_rst < AFTER_RST_EVENTS:
+            kind = K_AFTER_RST
+        if flow.hot and not flags & TCP_RST:
+            flow.after_rst += 1
+        if kind >= 0:
+            self._add_event(flow, ev[:E_KIND] + (kind,))  # type: ignore[arg-type]
+        ds.last = ev
+        if not flow.closed and (flags & TCP_RST or (flow.dirs[0].fin_frame and flow.dirs[1].fin_frame)):
+            flow.closed = True
+            flow.ended = ts
+            self.closing.append(flow)
+
+    def _add_event(self, flow: Flow, ev: Event) -> None:
+        evs = flow.events
+        if len(evs) < self._max_events or (ev[E_FLAGS] & TCP_RST and len(evs) < 2 * self._max_events):
+            evs.append(ev)
+
+    # -- UDP and others ----------------------------------------------------------------------
+    def _udp(self, flow: Flow, d: int, pkt: Packet) -> None:
+        ds = flow.dirs[d]
+        plen = len(pkt.payload)
+        ts = pkt.ts
+        flow.packets += 1
+        flow.bytes += pkt.ip_len
+        flow.last_ts = ts
+        ds.packets += 1
+        ds.bytes += pkt.ip_len
+        if ds.packets == 1:
+            ds.first_ts = ts
+        ds.last_ts = ts
+        ds.unanswered += 1
+        if ds.unanswered == 1:
+            ds.unanswered_since = ts
+        flow.dirs[1 - d].unanswered = 0
+        ds.ttls[pkt.ttl] = ds.ttls.get(pkt.ttl, 0) + 1
+        if pkt.ipid >= 0:
+            ds.ipids.append((pkt.frame, pkt.ipid))
+        if pkt.df:
+            ds.df_set += 1
+        else:
+            ds.df_clear += 1
+        ds.payload_packets += 1
+        ds.payload_bytes += plen
+        ev: Event = (pkt.frame, ts, pkt.input, d, 0, 0, 0, pkt.ttl, pkt.ipid, 0, plen, pkt.df, K_PAYLOAD)
+        if len(ds.payloads) < self._first_payloads and ds.kept_bytes < self._first_payload_bytes:
+            data = bytes(pkt.payload[: self._first_payload_bytes - ds.kept_bytes])
+            ds.payloads.append((0, pkt.frame, data, ts))
+            ds.kept_bytes += len(data)
+            self._add_event(flow, ev)
+        ds.last = ev
+
+    def attach_icmp(self, pkt: Packet) -> Optional[Flow]:
+        """Attach an ICMP error to the flow whose packet it quotes."""
+        q = pkt.quoted
+        if q is None or q.proto not in (6, 17):
+            return None
+        a = (q.src, q.sport)
+        b = (q.dst, q.dport)
+        key = (q.src, q.sport, q.dst, q.dport, q.proto) if a <= b else (q.dst, q.dport, q.src, q.sport, q.proto)
+        flow = self.flows.get(key)
+        if flow is None:
+            return None
+        if len(flow.icmp) < 16:
+            flow.icmp.append((pkt.frame, pkt.ts, pkt.input, pkt.icmp_type, pkt.icmp_code, pkt.src))
+        flow.last_ts = max(flow.last_ts, pkt.ts)
+        return flow
+
+    # -- ending flows ----------------------------------------------------------------------
+    def expire(self, now: float) -> list[Flow]:
+        """Flows that are over: closed and lingered, idle, or pushed out by the cap."""
+        out: list[Flow] = self.reused
+        self.reused = []
+        closing = self.closing
+        linger = self._linger
+        while closing and closing[0].ended + linger <= now:
+            f = closing.popleft()
+            if self.flows.get(f.key) is f and f.last_ts + linger <= now:
+                del self.flows[f.key]
+                out.append(f)
+            elif self.flows.get(f.key) is f:
+                f.ended = f.last_ts
+                closing.append(f)
+        idle = self.settings.idle_timeout
+        flows = self.flows
+        while flows:
+            key, f = next(iter(flows.items()))
+            if f.last_ts + idle > now:
+                break
+            del flows[key]
+            out.append(f)
+        while len(flows) > self.settings.max_flows:
+            key, f = flows.popitem(last=False)
+            f.evicted = True
+            self.evicted += 1
+            out.append(f)
+        return out
+
+    def flush(self) -> list[Flow]:
+        out = self.reused + sorted(self.flows.values(), key=lambda f: f.seq)
+        self.reused = []
+        self.flows.clear()
+        self.closing.clear()
+        return out

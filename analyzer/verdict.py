@@ -1,0 +1,128 @@
+"""The only place where findings become verdicts: target, trigger, confidence, stable ids.
+
+A detector's ``strength`` says how sure it is that its signals show interference on this flow.
+The verdict's ``confidence`` also weighs what the rest of the capture shows:
+
+- address-level drops (trigger ``ip``) when no flow in the whole capture worked are as likely a
+  dead network as a censor: confidence is halved and a note says so;
+- a VPN handshake drop is attributed to the *protocol* only when other traffic to the same
+  address got answers; otherwise the capture cannot tell a protocol filter from a blackholed
+  address, and the trigger becomes ``ip`` (issue #4);
+- an SNI/Host-triggered block whose server answered other names in the same capture is a
+  controlled observation (signal ``control_ok``): confidence in the trigger goes up; with
+  nothing to compare, it goes down a little (signal ``no_control``).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import Iterable, Optional
+
+from analyzer.detect.context import Context
+from analyzer.identify import is_whatsapp_name
+from analyzer.model import Finding, Target, Technique, Trigger, Verdict
+
+CONTROL_BONUS = 0.1
+NO_CONTROL_PENALTY = 0.05
+DEAD_NETWORK_FACTOR = 0.5
+MAX_CONFIDENCE = 0.99
+
+
+def verdict_id(f: Finding) -> str:
+    first = f.evidence[0] if f.evidence else None
+    basis = "|".join((
+        str(first.input if first else 0), f.technique.value, f.trigger.value, f.client, f.server,
+        str(first.frame if first else 0), f.domain or "",
+    ))
+    return "v-" + hashlib.sha1(basis.encode("utf-8", "backslashreplace")).hexdigest()[:12]
+
+
+def _server_ip(endpoint: str) -> str:
+    if endpoint.startswith("["):
+        return endpoint[1:endpoint.index("]")]
+    return endpoint.rsplit(":", 1)[0]
+
+
+def decide(findings: Iterable[Finding], ctx: Context, answered_ips: dict[str, int]) -> list[Verdict]:
+    """Turn findings into verdicts. ``answered_ips`` counts flows per server address in which
+    the server answered (cross-flow control)."""
+    verdicts: list[Verdict] = []
+    link_ids: dict[str, str] = {}
+    staged: list[tuple[Finding, str]] = []
+    for f in findings:
+        f = _refine(f, ctx, answered_ips)
+        vid = verdict_id(f)
+        if f.link_key:
+            link_ids[f.link_key] = vid
+        staged.append((f, vid))
+    seen: set[str] = set()
+    for f, vid in staged:
+        if vid in seen:
+            continue
+        seen.add(vid)
+        related = tuple(link_ids.get(r, r) for r in f.related)
+        verdicts.append(Verdict(
+            id=vid, technique=f.technique, trigger=f.trigger, target=_target(f), proto=f.proto,
+            client=f.client, server=f.server, domain=f.domain,
+            confidence=round(max(0.0, min(MAX_CONFIDENCE, f.strength)), 2),
+            first_ts=f.first_ts, last_ts=f.last_ts, signals=f.signals, evidence=f.evidence,
+            detector=f.detector, notes=f.notes, related=related, flow_id=f.flow_id, ladder=f.ladder,
+        ))
+    verdicts.sort(key=lambda v: (v.evidence[0].input if v.evidence else 0, v.first_ts, v.id))
+    return verdicts
+
+
+def _target(f: Finding) -> Target:
+    if f.target != Target.OTHER:
+        return f.target
+    if f.domain and is_whatsapp_name(f.domain):
+        return Target.WHATSAPP
+    return Target.OTHER
+
+
+def _refine(f: Finding, ctx: Context, answered_ips: dict[str, int]) -> Finding:
+    strength = f.strength
+    signals = list(f.signals)
+    notes = list(f.notes)
+    trigger = f.trigger
+    server_ip = _server_ip(f.server)
+    others_ok = answered_ips.get(server_ip, 0)
+    if f.technique == Technique.DROP and trigger == Trigger.PROTOCOL and others_ok == 0:
+        trigger = Trigger.IP
+        notes.append("nothing else to this address got an answer either: the capture cannot tell "
+                     "a protocol filter from a blackholed address")
+        strength -= 0.1
+    if trigger == Trigger.IP and ctx.answered_flows == 0:
+        strength *= DEAD_NETWORK_FACTOR
+        notes.append("no flow in this capture got any answer: a dead network or server looks the same")
+    if trigger in (Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI):
+        ok_names = _ok_names(ctx, server_ip)
+        others = [n for n in ok_names if n != f.domain]
+        if others:
+            signals.append("control_ok")
+            strength += CONTROL_BONUS
+            notes.append(f"the same server answered other names in this capture: {', '.join(others[:3])}")
+        elif f.domain in ok_names:
+            notes.append(f"the same name worked in another flow to this server (intermittent or stateful blocking)")
+        else:
+            signals.append("no_control")
+            strength -= NO_CONTROL_PENALTY
+    return replace(f, strength=strength, signals=tuple(dict.fromkeys(signals)), notes=tuple(notes),
+                   trigger=trigger)
+
+
+def _ok_names(ctx: Context, server_ip: str) -> list[str]:
+    out: list[str] = []
+    for (ip, _port, _proto), st in ctx.servers.items():
+        if _fmt(ip) == server_ip:
+            out.extend(n for n in st.ok_names if n not in out)
+    return out
+
+
+def _fmt(ip: bytes) -> str:
+    from analyzer.model import format_ip
+    return format_ip(ip)
+
+
+def find_link(findings: list[Finding], key: str) -> Optional[Finding]:
+    return next((f for f in findings if f.link_key == key), None)

@@ -1,0 +1,66 @@
+"""Escaping of attacker-controlled strings (escape.py)."""
+from __future__ import annotations
+
+import pytest
+
+from analyzer.report.escape import csv_safe, markdown_safe, terminal_safe
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("g.whatsapp.net", "g.whatsapp.net"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),
+        ("a\nb\r\tc\x00", "a\\x0ab\\x0d\\x09c\\x00"),
+        ("\x7f\x85\x9b", "\\x7f\\x85\\x9b"),  # DEL, NEL, C1 CSI
+        ("evil\u202egnp.exe", "evil\\u202egnp.exe"),
+        ("\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069", "\\u202a\\u202b\\u202c\\u202d"
+         "\\u2066\\u2067\\u2068\\u2069"),
+        ("\u200f\u061c\u2028", "\\u200f\\u061c\\u2028"),
+        ("\ud800", "\\ud800"),  # lone surrogate: would crash a UTF-8 writer
+        ("müller.example — 日本", "müller.example — 日本"),  # printable non-ASCII is kept
+    ],
+)
+def test_terminal_safe(raw: str, expected: str) -> None:
+    assert terminal_safe(raw) == expected
+    terminal_safe(raw).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+        ("+1", "'+1"),
+        ("-cmd", "'-cmd"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("  =1+1", "'  =1+1"),
+        ("\n @x", "'\n @x"),
+        ("a=b", "a=b"),
+        ("", ""),
+        ("g.whatsapp.net", "g.whatsapp.net"),
+    ],
+)
+def test_csv_safe(raw: str, expected: str) -> None:
+    assert csv_safe(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("a|b", "a\\|b"),
+        ("`x` *y* _z_", "\\`x\\` \\*y\\* \\_z\\_"),
+        ("[l](http://x)", "\\[l\\](http://x)"),
+        ("<script>", "\\<script\\>"),
+        ("# h", "\\# h"),
+        ("a\nb", "a\\\\x0ab"),  # a visible escape, escaped for Markdown
+        ("back\\slash", "back\\\\slash"),
+        ("&lt;", "\\&lt;"),
+        ("ok.example", "ok.example"),
+    ],
+)
+def test_markdown_safe(raw: str, expected: str) -> None:
+    assert markdown_safe(raw) == expected
+    assert "\n" not in markdown_safe(raw)
