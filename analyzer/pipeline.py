@@ -28,7 +28,7 @@ from analyzer.detect.dns_injection import detect_dns
 from analyzer.model import Finding, InputInfo, Outcome, Stats, Technique, Trigger, Verdict, format_ip
 from analyzer.sources.files import Batch, CaptureReader, open_reader
 from analyzer.status import DecodeError, InputError
-from analyzer.track.dns import DnsTracker
+from analyzer.track.dns import DnsTracker, DnsTransaction
 from analyzer.track.facts import FlowInfo, describe
 from analyzer.track.flows import C2S, S2C, Flow, FlowTable
 from analyzer.verdict import decide
@@ -145,8 +145,11 @@ class Analyzer:
                             raise
                         stats.skip("dns_error")
             elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
-                if pkt.quoted is not None:
+                q = pkt.quoted
+                if q is not None:
                     table.attach_icmp(pkt)
+                    if q.sport == DNS_PORT or q.dport == DNS_PORT:
+                        dns.on_packet(pkt)
             else:
                 table.observe(pkt)  # ESP, GRE, ...: tracked as port-less flows
             self._since_expire += 1
@@ -237,10 +240,10 @@ class Analyzer:
             return Outcome.INCOMPLETE.value if c.packets < 2 else Outcome.FAILED.value
         return Outcome.OK.value
 
-    def _finish_dns(self, txn: Any) -> None:
+    def _finish_dns(self, txn: DnsTransaction) -> None:
         self.stats.dns_transactions += 1
         try:
-            found = detect_dns(txn, self.dns.baselines, self.settings.thresholds)
+            found = detect_dns(txn, self.dns.baseline_for(txn.server), self.settings.thresholds)
         except Exception:
             if self.settings.strict:
                 raise

@@ -134,6 +134,9 @@ MAX_VARINT: Final = 2**62 - 1
 DEFAULT_CRYPTO_CAP: Final = 64 * 1024
 #: Bound on how many coalesced packets of one datagram are examined.
 MAX_COALESCED_PACKETS: Final = 8
+#: Bound on the disjoint CRYPTO ranges an assembler tracks (browsers send a few dozen at most);
+#: keeps hostile 1-byte fragments from making reassembly quadratic.
+MAX_CRYPTO_FRAGMENTS: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,19 +387,17 @@ def _unprotect(
     mask = _hp_mask(keys.hp, packet[sample_start:sample_start + HP_SAMPLE_LENGTH])
     first = packet[0] ^ (mask[0] & LONG_HEADER_PROTECTED_BITS)
     pn_len = (first & PACKET_NUMBER_LENGTH_MASK) + 1
-    pn_bytes = bytes(
-        b ^ m for b, m in zip(packet[pn_offset:pn_offset + pn_len], mask[1:1 + pn_len])
-    )
+    # The sample check above guarantees pn_len (<= 4) bytes before the sample.
+    masked_pn = int.from_bytes(packet[pn_offset:pn_offset + pn_len], "big")
     # With no packet received yet the expected number is 0, so the truncated packet number
     # decodes to itself (RFC 9000 §A.3).
-    packet_number = int.from_bytes(pn_bytes, "big")
+    packet_number = masked_pn ^ int.from_bytes(mask[1:1 + pn_len], "big")
+    pn_bytes = packet_number.to_bytes(pn_len, "big")
     payload_start = pn_offset + pn_len
     if end - payload_start < AEAD_TAG_LENGTH:
         return None
     aad = bytes([first]) + packet[1:pn_offset] + pn_bytes
-    nonce = bytes(
-        a ^ b for a, b in zip(keys.iv, packet_number.to_bytes(AEAD_IV_LENGTH, "big"))
-    )
+    nonce = (int.from_bytes(keys.iv, "big") ^ packet_number).to_bytes(AEAD_IV_LENGTH, "big")
     try:
         plaintext = AESGCM(keys.key).decrypt(nonce, packet[payload_start:end], aad)
     except (InvalidTag, ValueError, OverflowError):
@@ -416,8 +417,7 @@ def _parse_frames(payload: bytes) -> _Frames:
             ftype, pos = _varint(payload, pos)
             if ftype == FRAME_PADDING:
                 types.append(ftype)
-                while pos < n and payload[pos] == FRAME_PADDING:
-                    pos += 1
+                pos = n - len(payload[pos:].lstrip(bytes([FRAME_PADDING])))
                 continue
             if ftype == FRAME_PING:
                 types.append(ftype)
@@ -490,7 +490,8 @@ class QuicCryptoAssembler:
 
     @property
     def failed(self) -> bool:
-        """The data cannot become a ClientHello (malformed, or larger than ``cap``)."""
+        """The data cannot become a ClientHello (malformed, larger than ``cap``, or split
+        into more than ``MAX_CRYPTO_FRAGMENTS`` disjoint ranges)."""
         return self._failed
 
     @property
@@ -518,6 +519,9 @@ class QuicCryptoAssembler:
             self._buf.extend(bytes(end - len(self._buf)))
         self._buf[offset:end] = chunk
         self._mark(offset, end)
+        if len(self._filled) > MAX_CRYPTO_FRAGMENTS:
+            self._failed = True
+            return None
         self._try_complete()
         return self._hello
 

@@ -201,10 +201,6 @@ class _Reader:
         self._limit = limit
 
     @property
-    def pos(self) -> int:
-        return self._pos
-
-    @property
     def remaining(self) -> int:
         """Declared bytes left in this structure."""
         return self._limit - self._pos
@@ -227,14 +223,6 @@ class _Reader:
 
     def raw(self, n: int) -> bytes:
         return self._take(n)
-
-    def skip(self, n: int) -> None:
-        end = self._pos + n
-        if end > self._limit:
-            raise _Malformed
-        if end > len(self._buf):
-            raise _Truncated
-        self._pos = end
 
     def vector(self, length_size: int, min_len: int = 0, max_len: Optional[int] = None) -> _Reader:
         """Read a length prefix and return a reader over the vector; advance past it."""

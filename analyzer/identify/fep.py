@@ -27,6 +27,12 @@ Rules here
   Exempt -> not claimed (the flow falls through to the other rules).
 * ``handshake_answered`` None: a fully encrypted protocol has no recognisable handshake
   reply.
+* Only a payload known to be the connection's first data is judged: when ``client_sizes``
+  is given it must start with 0 (the SYN / handshake ACK).  A flow whose first client packet
+  already carries data is a capture that began mid-connection (nDPI's 1kxun.pcap has a
+  1460-byte segment from the middle of a TLS stream that would otherwise pass as random);
+  TCP Fast Open SYN+data is skipped by this too.  Without ``client_sizes`` we cannot tell and
+  judge the first payload.
 * This runs after the target-specific and generic (TLS/HTTP/QUIC) rules.
 
 Sources: Wu, Wang, Reddy, Shen, Bock, Houmansadr, Wang, Fifield, "How the Great Firewall of
@@ -100,6 +106,8 @@ def identify_fep(facts: FlowFacts) -> Optional[Identification]:
     first = next((p for p in facts.client_payloads if p), b"")
     if len(first) < MIN_LENGTH:
         return None
+    if facts.client_sizes and facts.client_sizes[0] > 0:
+        return None  # no SYN/empty packet before it: probably not the connection's first data
     ex = evaluate(first)
     if ex.rule is not None:
         return None

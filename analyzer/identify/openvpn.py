@@ -29,11 +29,12 @@ Rules
   client packets carry the same session id and control/ack opcodes (3, 4, 5), the server's
   first packet is a server hard reset (2/8).
 * ACK fingerprint (Xue et al., "OpenVPN is Open to VPN Fingerprinting", USENIX Security
-  2022): P_ACK_V1 packets carry nothing but acks, so within one session they all have the
-  same size.  With decodable payloads we check that the client's opcode-5 packets share one
-  size and that this size recurs in ``client_sizes`` during the handshake.  The paper's
-  full detector also bins the first 100 packets by ACK count; FlowFacts only keeps the
-  first packets, so we report the observed constant ACK size as a supporting reason.
+  2022): P_ACK_V1 packets carry nothing but acks, so within one session they mostly have
+  one size (it changes only with the number of acks carried).  With decodable payloads we
+  check that >= 2 of the client's opcode-5 packets share a size and count how often that
+  size occurs in ``client_sizes`` during the handshake.  The paper's detector bins the
+  first 100 packets and counts ACK-sized packets per bin; FlowFacts only keeps the first
+  packets, so we report the observation as a supporting reason (+0.02), not on its own.
 * ``handshake_answered``: True when a server packet is a HARD_RESET_SERVER (opcode 2/8, key
   id 0) that either echoes the client's session id as remote session id (plain/tls-auth)
   or, under tls-crypt where the ack is encrypted, has the right layout; False when the
@@ -41,8 +42,9 @@ Rules
 * Mid-flow captures (no client reset, e.g. the capture started after the handshake or the
   roles look reversed) are recognised with confidence 0.7 only when one direction has at
   least two distinct control packets with the same random-looking session id (<= 2 zero
-  bytes, >= 4 distinct byte values) and the other direction echoes that id after its own
-  session id (acks in plain/tls-auth mode).  Repeated identical datagrams (DNS/LLMNR
+  bytes, >= 4 distinct byte values) and either the other direction echoes that id after its
+  own session id, or two of those packets carry acks naming the same random-looking peer
+  session id (plain/tls-auth layouts; one-directional captures).  Repeated identical datagrams (DNS/LLMNR
   retransmissions, whose header can look like opcode+session id) do not count.
 * Random UDP on 1194 fails all of the above; the port alone is never used here.
 
@@ -58,6 +60,7 @@ TLS/SSH) is not recognised, it becomes fep/tls/other.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
@@ -218,20 +221,25 @@ def _same_session(pkts: list[bytes], sid: bytes) -> list[int]:
 
 def ack_fingerprint(client_pkts: list[bytes], sid: bytes,
                     client_sizes: tuple[int, ...], tcp: bool) -> Optional[str]:
-    """Xue et al. ACK fingerprint: constant-size P_ACK_V1 packets early in the handshake."""
-    sizes = {len(p) for p in client_pkts if len(p) >= 9 and opcode_of(p)[0] == P_ACK_V1
-             and p[1:9] == sid}
-    count = sum(1 for p in client_pkts if len(p) >= 9 and opcode_of(p)[0] == P_ACK_V1
-                and p[1:9] == sid)
-    if len(sizes) != 1 or count < 1:
+    """Xue et al. ACK fingerprint: P_ACK_V1 packets of one size early in the handshake.
+
+    The most common size among the client's decoded P_ACK_V1 packets of this session must
+    account for >= 2 of them; the reason also says how often that size (plus the 2-byte
+    length prefix on TCP) occurs among the first recorded client packet sizes.
+    """
+    sizes = [len(p) for p in client_pkts
+             if len(p) >= 9 and opcode_of(p)[0] == P_ACK_V1 and p[1:9] == sid]
+    if len(sizes) < 2:
         return None
-    size = next(iter(sizes))
-    wire = size + 2 if tcp else size
-    recur = sum(1 for s in client_sizes if s == wire)
-    if count >= 2 or recur >= 2:
-        return (f"{max(count, recur)} P_ACK_V1 packets of constant size {size} "
-                "(ACK fingerprint, Xue et al. 2022)")
-    return None
+    common, k = Counter(sizes).most_common(1)[0]
+    if k < 2:
+        return None
+    wire = common + 2 if tcp else common
+    early = [s for s in client_sizes if s > 0]
+    recur = sum(1 for s in early if s == wire)
+    return (f"{k} of {len(sizes)} P_ACK_V1 packets share size {common}; that size is "
+            f"{recur} of the first {len(early)} client packets (ACK fingerprint, Xue et al. "
+            "2022)")
 
 
 def _answered(server_pkts: list[bytes], sid: bytes) -> tuple[Optional[bool], Optional[str]]:
@@ -298,6 +306,27 @@ def _random_sid(sid: bytes) -> bool:
     return len(sid) == 8 and sid.count(0) <= 2 and len(set(sid)) >= 4
 
 
+def _remote_sid(p: bytes, hmac: int) -> Optional[bytes]:
+    """Remote session id after the ack array (plain layout, or tls-auth with ``hmac``)."""
+    off = 9 + (hmac + 8 if hmac else 0)
+    if len(p) <= off:
+        return None
+    n = p[off]
+    if not 1 <= n <= 8 or len(p) < off + 1 + 4 * n + 8:
+        return None
+    return p[off + 1 + 4 * n:off + 9 + 4 * n]
+
+
+def _consistent_remote_sid(pkts: list[bytes], sid: bytes) -> Optional[bytes]:
+    """A random-looking peer session id named by the acks of >= 2 packets, if any."""
+    for h in (0,) + HMAC_SIZES:
+        seen = [r for r in (_remote_sid(p, h) for p in pkts) if r is not None]
+        for r in set(seen):
+            if seen.count(r) >= 2 and r != sid and _random_sid(r):
+                return r
+    return None
+
+
 def _mid_flow(facts: FlowFacts, client_pkts: list[bytes], server_pkts: list[bytes],
               tcp: bool) -> Optional[Identification]:
     """No client reset.  Accept only when one direction has >= 2 distinct control packets
@@ -320,7 +349,9 @@ def _mid_flow(facts: FlowFacts, client_pkts: list[bytes], server_pkts: list[byte
             continue
         echo = any(len(q) >= 22 and opcode_of(q)[0] in CONTROL_OPCODES and q[1:9] != sid
                    and _random_sid(q[1:9]) and sid in q[9:] for q in other[:8])
-        if not echo:
+        peer = None if echo else _consistent_remote_sid(
+            [p for p in distinct[:8] if p[1:9] == sid], sid)
+        if not echo and peer is None:
             continue
         first_reset = ""
         if side == "client" and parse_reset(p0, server=True) is not None:
@@ -329,7 +360,8 @@ def _mid_flow(facts: FlowFacts, client_pkts: list[bytes], server_pkts: list[byte
         reasons = (f"{side} control packets {OPCODE_NAMES[op]}/"
                    + "/".join(OPCODE_NAMES[o] for o in ops[:3])
                    + f" share session id {sid.hex()}{first_reset}",
-                   "the other direction acknowledges that session id",
+                   "the other direction acknowledges that session id" if echo else
+                   f"its acks name the same peer session id {peer.hex() if peer else ''}",
                    "no client hard reset seen (mid-flow)")
         return Identification(Target.OPENVPN, "openvpn", 0.7, reasons, None)
     return None

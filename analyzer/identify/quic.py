@@ -16,6 +16,9 @@ Rules
 * A client Initial must be sent in a datagram of at least 1200 bytes (RFC 9000 §14.1); the
   datagram size is taken from ``client_sizes[0]`` when known (payloads may be cut).  A
   smaller one is still reported as QUIC with lower confidence.
+* The first ``SCAN_DATAGRAMS`` = 4 client datagrams are examined, so a flow that starts with
+  some other datagram (the GFW QUIC experiments send a random 21-byte datagram first) is
+  still recognised; the reason says which datagram matched.
 * Target: OTHER here; the WhatsApp-by-name rule runs first and uses the SNI that the caller
   decoded into ``facts.sni``.
 * ``handshake_answered``: True when a server datagram is a long-header packet of a known
@@ -41,6 +44,7 @@ from analyzer.model import FlowFacts, Identification, Target
 QUIC_V1 = 0x00000001
 QUIC_V2 = 0x6B3343CF
 MIN_CLIENT_INITIAL = 1200
+SCAN_DATAGRAMS = 4
 
 
 def version_name(version: int) -> Optional[str]:
@@ -140,13 +144,21 @@ def detect_quic(facts: FlowFacts) -> Optional[tuple[float, tuple[str, ...], Opti
     """(confidence, reasons, handshake_answered) when the client's first datagram is QUIC."""
     if facts.proto != "udp" or not facts.client_payloads:
         return None
-    first = facts.client_payloads[0]
-    size = _size(first, 0, facts.client_sizes)
-    hdr = parse_long_header(first, complete=size == len(first))
-    if hdr is None or hdr.version == 0:
+    hdr: Optional[LongHeader] = None
+    size = 0
+    index = 0
+    for index, first in enumerate(facts.client_payloads[:SCAN_DATAGRAMS]):
+        size = _size(first, index, facts.client_sizes)
+        hdr = parse_long_header(first, complete=size == len(first))
+        if hdr is not None and hdr.version != 0:
+            break
+        hdr = None
+    if hdr is None:
         return None
     name = version_name(hdr.version) or hex(hdr.version)
     reasons: list[str] = [f"QUIC long header, version {name}, {hdr.packet_type} packet"]
+    if index:
+        reasons.append(f"in client datagram #{index + 1}; earlier datagrams are not QUIC")
     conf = 0.9
     if hdr.packet_type == "initial":
         if len(hdr.dcid) < 8:

@@ -11,6 +11,7 @@ Diagram geometry (timeline, ladder diagrams) is computed here; the templates onl
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -64,6 +65,7 @@ TL_MIN_BAR = 5.0
 TL_GAP = 10.0
 TL_MAX_SUBROWS = 4
 TL_MAX_TICKS = 8
+TL_SPLIT_SPAN = 86400.0  # merged captures further apart than this get a timeline each
 
 # Ladder geometry.
 LD_WIDTH = 980
@@ -101,7 +103,9 @@ def render_html(doc: dict[str, Any]) -> str:
         "outcomes": outcome_columns(flow_rows),
         "flow_total": _flow_total(view),
         "flows_interfered": sum(1 for f in view.flows if f.outcome == "interfered"),
-        "timeline": _timeline(view),
+        "timelines": _timelines(view),
+        "one_day": len({format_ts(v.first_ts)[:10] for v in view.verdicts}) <= 1,
+        "untimed": sum(1 for v in view.verdicts if v.first_ts is None and v.last_ts is None),
         "legend": _legend(view),
         "cards": [_card(view, v) for v in view.verdicts],
     }
@@ -115,6 +119,7 @@ def _finalize(value: Any) -> Any:
     return value
 
 
+@functools.cache
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
                       undefined=StrictUndefined, finalize=_finalize, trim_blocks=True,
@@ -224,7 +229,7 @@ class Timeline:
     lanes: tuple[Lane, ...]
     marks: tuple[Mark, ...]
     caption: str
-    untimed: int
+    title: str
 
 
 def _tick_step(span: float) -> float:
@@ -234,7 +239,7 @@ def _tick_step(span: float) -> float:
     return float(_TICK_STEPS[-1]) * math.ceil(span / (_TICK_STEPS[-1] * TL_MAX_TICKS))
 
 
-def _tick_label(ts: float, step: float) -> str:
+def _tick_label(ts: float, step: float, span: float) -> str:
     try:
         moment = datetime.fromtimestamp(ts, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
@@ -242,7 +247,7 @@ def _tick_label(ts: float, step: float) -> str:
     if step >= 86400:
         return moment.strftime("%Y-%m-%d")
     if step >= 60:
-        return moment.strftime("%H:%M")
+        return moment.strftime("%m-%d %H:%M" if span > 86400 else "%H:%M")
     text = moment.strftime("%H:%M:%S")
     if step < 1:
         decimals = min(6, max(1, -math.floor(math.log10(step) + 1e-9)))
@@ -250,17 +255,45 @@ def _tick_label(ts: float, step: float) -> str:
     return text
 
 
-def _timeline(view: ReportView) -> Optional[Timeline]:
+def _primary_input(v: VerdictView) -> int:
+    """The capture a verdict's evidence (or else its packet trace) comes from."""
+    if v.evidence:
+        return v.evidence[0].input
+    if v.packets:
+        return v.packets[0].input
+    return 0
+
+
+def _bounds(v: VerdictView) -> tuple[float, float]:
+    start = v.first_ts if v.first_ts is not None else v.last_ts
+    end = v.last_ts if v.last_ts is not None else v.first_ts
+    assert start is not None and end is not None
+    return start, max(start, end)
+
+
+def _timelines(view: ReportView) -> list[Timeline]:
+    """One timeline; or one per capture when merged captures lie far apart in time."""
     timed = [v for v in view.verdicts if v.first_ts is not None or v.last_ts is not None]
     if not timed:
-        return None
-    starts = [v.first_ts if v.first_ts is not None else v.last_ts for v in timed]
-    ends = [v.last_ts if v.last_ts is not None else v.first_ts for v in timed]
-    t0 = min(t for t in starts if t is not None)
-    t1 = max(t for t in ends if t is not None)
-    span_first, span_last = view.span
-    if span_first is not None and span_last is not None:
-        t0, t1 = min(t0, span_first), max(t1, span_last)
+        return []
+    groups: dict[int, list[VerdictView]] = {}
+    for verdict in timed:
+        groups.setdefault(_primary_input(verdict), []).append(verdict)
+    first = min(_bounds(v)[0] for v in timed)
+    last = max(_bounds(v)[1] for v in timed)
+    if len(groups) > 1 and not last - first <= TL_SPLIT_SPAN:
+        drawn = [_timeline(groups[i], f"Capture #{i}: {view.input_name(i)}")
+                 for i in sorted(groups)]
+    else:
+        drawn = [_timeline(timed, "")]
+    return [timeline for timeline in drawn if timeline is not None]
+
+
+def _timeline(timed: list[VerdictView], title: str) -> Optional[Timeline]:
+    """The verdicts on one time axis, one lane per target, colour by technique."""
+    starts = [_bounds(v)[0] for v in timed]
+    ends = [_bounds(v)[1] for v in timed]
+    t0, t1 = min(starts), max(ends)
     if t1 - t0 <= 0:
         t0, t1 = t0 - 1.0, t1 + 1.0
     pad = (t1 - t0) * 0.03
@@ -282,8 +315,7 @@ def _timeline(view: ReportView) -> Optional[Timeline]:
         placed: list[tuple[VerdictView, float, float, int]] = []
         for verdict, start, end in sorted(
                 ((v, s, e) for v, s, e in zip(timed, starts, ends) if v.target == target),
-                key=lambda item: (item[1] or 0.0, item[0].index)):
-            assert start is not None and end is not None
+                key=lambda item: (item[1], item[0].index)):
             a, b = x_of(start), x_of(end)
             row = next((i for i, right in enumerate(rows) if a > right + TL_GAP), None)
             if row is None:
@@ -297,14 +329,14 @@ def _timeline(view: ReportView) -> Optional[Timeline]:
         height = TL_SUBROW * max(1, len(rows))
         lanes.append(Lane(label=target, y=y, height=height, shaded=lane_no % 2 == 0))
         for verdict, a, b, row in placed:
-            title = (f"#{verdict.index} {technique_label(verdict.technique)} via "
+            tooltip = (f"#{verdict.index} {technique_label(verdict.technique)} via "
                      f"{verdict.trigger}, {verdict.target}"
                      + (f" ({verdict.domain})" if verdict.domain else "")
                      + f" at {format_ts(verdict.first_ts)} UTC")
             marks.append(Mark(x1=a, x2=b if b - a >= TL_MIN_BAR else a,
                               y=y + TL_SUBROW * row + TL_SUBROW / 2,
                               colour=technique_colour(verdict.technique),
-                              anchor=verdict.anchor, title=title,
+                              anchor=verdict.anchor, title=tooltip,
                               bar=b - a >= TL_MIN_BAR))
         y += height
     axis_y = y + 4
@@ -313,12 +345,12 @@ def _timeline(view: ReportView) -> Optional[Timeline]:
     ticks: list[Tick] = []
     tick = first_tick
     while tick <= t1 and len(ticks) <= TL_MAX_TICKS * 2:
-        ticks.append(Tick(x=x_of(tick), label=_tick_label(tick, step)))
+        ticks.append(Tick(x=x_of(tick), label=_tick_label(tick, step, t1 - t0)))
         tick += step
-    caption = f"UTC, from {format_ts(t0 + pad)} to {format_ts(t1 - pad)}"
+    caption = f"Times in UTC; verdicts from {format_ts(min(starts))} to {format_ts(max(ends))}"
     return Timeline(width=TL_WIDTH, height=axis_y + TL_AXIS_H, x0=x0, x1=x1, axis_y=axis_y,
                     ticks=tuple(ticks), lanes=tuple(lanes), marks=tuple(marks),
-                    caption=caption, untimed=len(view.verdicts) - len(timed))
+                    caption=caption, title=title)
 
 
 # --------------------------------------------------------------------------------------------

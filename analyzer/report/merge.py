@@ -140,16 +140,17 @@ def merge_documents(docs: list[dict[str, Any]]) -> dict[str, Any]:
         flow_map: dict[str, str] = {}
         for flow in _dicts(doc.get("flows")):
             _rebase(flow, offset)
-            if isinstance(flow.get("id"), str):
-                flow["id"] = flow_map[flow["id"]] = _unique(flow["id"], number, flow_ids)
+            old_id = flow.get("id")
+            if isinstance(old_id, str):
+                flow["id"] = flow_map[old_id] = _unique(old_id, number, flow_ids)
             out["flows"].append(flow)
 
         verdict_map: dict[str, str] = {}
         verdicts = _dicts(doc.get("verdicts"))
         for verdict in verdicts:
-            if isinstance(verdict.get("id"), str):
-                verdict["id"] = verdict_map[verdict["id"]] = _unique(verdict["id"], number,
-                                                                     verdict_ids)
+            old_id = verdict.get("id")
+            if isinstance(old_id, str):
+                verdict["id"] = verdict_map[old_id] = _unique(old_id, number, verdict_ids)
             for key in ("evidence", "packets"):
                 for item in _dicts(verdict.get(key)):
                     _rebase(item, offset)
@@ -280,6 +281,10 @@ def format_ts(ts: Optional[float], with_date: bool = True) -> str:
 def format_duration(seconds: Optional[float]) -> str:
     if seconds is None or seconds < 0:
         return "—"
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f} ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:

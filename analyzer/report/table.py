@@ -5,6 +5,7 @@ evidence is listed under each verdict. Every untrusted string passes ``terminal_
 """
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from tabulate import tabulate
@@ -13,7 +14,7 @@ from analyzer.report.escape import terminal_safe
 
 DOMAIN_WIDTH = 28
 ENDPOINT_WIDTH = 24
-REASON_WIDTH = 86
+WIDTH = 100
 
 
 def _cut(s: Any, width: int) -> str:
@@ -53,8 +54,8 @@ def render_table(doc: dict[str, Any]) -> str:
         f"{len(verdicts)} verdict(s) in {stats.get('seconds', 0)}s"
     )
     for i, inp in enumerate(inputs):
-        lines.append(f"  [{i}] {terminal_safe(str(inp.get('path')))} ({inp.get('format')}, "
-                     f"{inp.get('linktype')}, {inp.get('packets', 0):,} packets)")
+        tail = f" ({inp.get('format')}, {inp.get('linktype')}, {inp.get('packets', 0):,} packets)"
+        lines.append(f"  [{i}] " + _cut(inp.get("path"), WIDTH - 6 - len(tail)) + tail)
     lines.append("")
     if not verdicts:
         lines.append("No interference found.")
@@ -70,14 +71,17 @@ def render_table(doc: dict[str, Any]) -> str:
                                              "domain", "conf"], tablefmt="simple"))
         lines.append("")
         for n, v in enumerate(verdicts, 1):
-            lines.append(f"#{n} {v.get('technique')}/{v.get('trigger')} {v.get('id')}  "
-                         f"signals: {', '.join(terminal_safe(str(s)) for s in v.get('signals') or [])}")
+            lines.append(f"#{n} {terminal_safe(str(v.get('technique')))}/{terminal_safe(str(v.get('trigger')))} "
+                         f"{terminal_safe(str(v.get('id')))}")
+            signals = ", ".join(terminal_safe(str(s)) for s in v.get("signals") or [])
+            lines.extend(textwrap.wrap("signals: " + signals, WIDTH, initial_indent="    ",
+                                       subsequent_indent="             "))
             for e in (v.get("evidence") or [])[:8]:
                 inp = e.get("input", 0)
-                where = f"frame {e.get('frame')}" + (f" [{inp}]" if len(inputs) > 1 else "")
-                lines.append(f"    {where}: {_cut(e.get('reason'), REASON_WIDTH)}")
+                where = f"    frame {e.get('frame')}" + (f" [{inp}]" if len(inputs) > 1 else "") + ": "
+                lines.append(where + _cut(e.get("reason"), WIDTH - len(where)))
             for note in v.get("notes") or []:
-                lines.append(f"    note: {_cut(note, REASON_WIDTH)}")
+                lines.append("    note: " + _cut(note, WIDTH - 10))
     summary = target_summary(doc)
     if summary:
         lines.append("")

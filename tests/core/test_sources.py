@@ -45,8 +45,9 @@ def test_nanosecond_timestamps_are_kept() -> None:
         with open(DATA / name, "rb") as fh:
             r = open_reader(fh, name)
             ts = [t for b in r.batches() for t in b.ts]
-        assert ts[1] - ts[0] == pytest.approx(0.050, abs=1e-9)
-        assert ts[2] - ts[1] == pytest.approx(0.001, abs=1e-9)
+        # float seconds near 1.7e9 resolve ~0.24 us; the JSON carries microseconds
+        assert ts[1] - ts[0] == pytest.approx(0.050, abs=1e-6)
+        assert ts[2] - ts[1] == pytest.approx(0.001, abs=1e-6)
 
 
 def test_multi_interface_pcapng_frame_numbers_match_tshark(analyze_doc: Callable[..., dict[str, Any]]) -> None:
@@ -54,7 +55,8 @@ def test_multi_interface_pcapng_frame_numbers_match_tshark(analyze_doc: Callable
     assert doc["stats"]["packets"] == 24 and doc["stats"]["decoded"] == 24
     assert doc["inputs"][0]["linktype"] == "EN10MB,LINUX_SLL,IPV6"
     frames = sorted(p["frame"] for v in doc["verdicts"] for p in v["packets"] if p["forged"])
-    assert len(doc["verdicts"]) == 3  # IPv4 over EN10MB, IPv4 over SLL (other 4-tuple? same), IPv6
+    # the IPv4 connection seen on two interfaces (EN10MB and SLL, as with `-i any`) is one flow
+    assert len(doc["verdicts"]) == 2
     tshark = shutil.which("tshark")
     if tshark is None:
         pytest.skip("tshark not installed")

@@ -134,12 +134,14 @@ def test_response_blockpage() -> None:
 
 def test_response_variants() -> None:
     resp = parse_http_response(b"HTTP/1.0 200\nServer: x\n\nbody")
-    assert resp is not None and resp.status == 200 and resp.reason == "" and resp.body_prefix == b"body"
+    assert resp is not None and resp.status == 200 and resp.reason == ""
+    assert resp.body_prefix == b"body"
     resp = parse_http_response(b"HTTP/1.1 302 Found\r\nLocation: http://warning.example/\r\n")
     assert resp is not None and resp.header("location") == "http://warning.example/"
     assert resp.body_prefix == b"" and not resp.headers_complete
     resp = parse_http_response(b"HTTP/1.1 451 Unavailable For Legal Reasons\r\n\r\n")
-    assert resp is not None and resp.status == 451 and resp.reason == "Unavailable For Legal Reasons"
+    assert resp is not None and resp.status == 451
+    assert resp.reason == "Unavailable For Legal Reasons"
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 import shutil
-import subprocess
 import struct
+import subprocess
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -179,7 +179,7 @@ def protect(
         + bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid
         + varint(len(token)) + token + varint(length, 2) + pn.to_bytes(pn_len, "big")
     )
-    nonce = bytes(a ^ b for a, b in zip(keys.iv, pn.to_bytes(12, "big")))
+    nonce = (int.from_bytes(keys.iv, "big") ^ pn).to_bytes(12, "big")
     ciphertext = AESGCM(keys.key).encrypt(nonce, payload, header)
     pn_offset = len(header) - pn_len
     packet = bytearray(header + ciphertext)
@@ -437,6 +437,17 @@ def test_assembler_is_bounded() -> None:
     not_hello = QuicCryptoAssembler()
     assert not_hello.add_crypto(0, b"\x02\x00\x00\x10" + bytes(16)) is None
     assert not_hello.failed
+
+
+def test_many_tiny_fragments_are_cheap() -> None:
+    asm = QuicCryptoAssembler()
+    for off in range(1, 40000, 2):
+        assert asm.add_crypto(off, b"x") is None
+    assert asm.failed
+    # One oversized datagram packed with 1-byte CRYPTO frames at disjoint offsets.
+    frames = b"".join(crypto_frame(2 * i + 1, b"x") for i in range(2000))
+    initial = parse_quic_initial(protect(frames))
+    assert initial is not None and len(initial.crypto) == 2000 and initial.client_hello is None
 
 
 def test_varint() -> None:

@@ -2,13 +2,16 @@
 input and the public captures in ../shared/captures-public."""
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import os
 import random
 import shutil
 import struct
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import dpkt
 import pytest
@@ -20,11 +23,11 @@ from analyzer.decode.tls import (
     ClientHello,
     client_hello_handshake_status,
     client_hello_status,
+    looks_like_tls_record,
     parse_client_hello,
     parse_client_hello_handshake,
     parse_server_hello,
     parse_tls_alert,
-    looks_like_tls_record,
     server_hello_status,
 )
 
@@ -159,27 +162,23 @@ def test_full_client_hello_fields() -> None:
 
 
 def test_scapy_built_client_hello() -> None:
-    from scapy.layers.tls.extensions import (
-        ProtocolName,
-        ServerName,
-        TLS_Ext_ALPN,
-        TLS_Ext_ServerName,
-        TLS_Ext_SupportedVersion_CH,
-    )
-    from scapy.layers.tls.handshake import TLSClientHello
-    from scapy.layers.tls.record import TLS
-
-    hello = TLSClientHello(
+    # scapy is untyped: reach it through Any-typed module objects.
+    ext_mod: Any = importlib.import_module("scapy.layers.tls.extensions")
+    hs_mod: Any = importlib.import_module("scapy.layers.tls.handshake")
+    rec_mod: Any = importlib.import_module("scapy.layers.tls.record")
+    hello = hs_mod.TLSClientHello(
         gmt_unix_time=0x01020304,
         random_bytes=b"\x07" * 28,
         ciphers=[0x1301, 0x1302, 0xC02F],
         ext=[
-            TLS_Ext_ServerName(servernames=[ServerName(servername=b"blocked.example.org")]),
-            TLS_Ext_ALPN(protocols=[ProtocolName(protocol=b"h2")]),
-            TLS_Ext_SupportedVersion_CH(versions=[0x0304, 0x0303]),
+            ext_mod.TLS_Ext_ServerName(
+                servernames=[ext_mod.ServerName(servername=b"blocked.example.org")]
+            ),
+            ext_mod.TLS_Ext_ALPN(protocols=[ext_mod.ProtocolName(protocol=b"h2")]),
+            ext_mod.TLS_Ext_SupportedVersion_CH(versions=[0x0304, 0x0303]),
         ],
     )
-    stream = bytes(TLS(msg=[hello]))
+    stream = bytes(rec_mod.TLS(msg=[hello]))
     ch = parse_client_hello(stream)
     assert ch is not None
     assert ch.sni == "blocked.example.org"
@@ -188,9 +187,7 @@ def test_scapy_built_client_hello() -> None:
     assert ch.supported_versions == (0x0304, 0x0303)
     assert ch.extensions == (0, 16, 43)
     assert ch.random == b"\x01\x02\x03\x04" + b"\x07" * 28
-    assert parse_client_hello_handshake(bytes(hello)) == ch.__class__(
-        **{**{f: getattr(ch, f) for f in ch.__slots__}, "record_count": 0}
-    )
+    assert parse_client_hello_handshake(bytes(hello)) == dataclasses.replace(ch, record_count=0)
 
 
 def test_minimal_tls10_client_hello_without_extensions() -> None:
@@ -267,7 +264,8 @@ def test_two_and_three_records_over_tcp_segments() -> None:
             seen.append(client_hello_status(stream[:end]))
         assert seen[:-1] == ["need_more"] * (len(seen) - 1)
         assert seen[-1] == "complete"
-        assert parse_client_hello(stream).record_count == len(sizes) + 1  # type: ignore[union-attr]
+        ch = parse_client_hello(stream)
+        assert ch is not None and ch.record_count == len(sizes) + 1
 
 
 def test_data_after_client_hello_is_ignored() -> None:
@@ -491,7 +489,7 @@ def _capture(name: str) -> Path:
     return path
 
 
-def _ip_packets(path: Path) -> Iterator[dpkt.Packet]:
+def _ip_packets(path: Path) -> Iterator[Any]:
     with path.open("rb") as fh:
         reader = dpkt.pcap.Reader(fh)
         linktype = reader.datalink()
@@ -508,38 +506,47 @@ def _ip_packets(path: Path) -> Iterator[dpkt.Packet]:
                 yield frame.data
 
 
-def tcp_streams(path: Path) -> list[tuple[tuple[bytes, int, bytes, int], bytes]]:
+FlowKey = tuple[bytes, int, bytes, int]
+
+
+@dataclass
+class _Conn:
+    key: FlowKey
+    isn: Optional[int] = None
+    segs: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+def tcp_streams(path: Path) -> list[tuple[FlowKey, bytes]]:
     """One byte stream per TCP connection and direction, reassembled by sequence number."""
-    conns: list[dict[str, object]] = []
-    current: dict[tuple[bytes, int, bytes, int], dict[str, object]] = {}
+    conns: list[_Conn] = []
+    current: dict[FlowKey, _Conn] = {}
     for ip in _ip_packets(path):
         tcp = ip.data
         if not isinstance(tcp, dpkt.tcp.TCP):
             continue
-        key = (bytes(ip.src), tcp.sport, bytes(ip.dst), tcp.dport)
+        key: FlowKey = (bytes(ip.src), tcp.sport, bytes(ip.dst), tcp.dport)
         syn = bool(tcp.flags & dpkt.tcp.TH_SYN)
-        if key not in current or (syn and current[key]["segs"]):
-            entry: dict[str, object] = {"key": key, "isn": None, "segs": []}
-            current[key] = entry
-            conns.append(entry)
-        entry = current[key]
+        conn = current.get(key)
+        if conn is None or (syn and conn.segs):  # a new connection on a reused 4-tuple
+            conn = _Conn(key)
+            current[key] = conn
+            conns.append(conn)
         if syn:
-            entry["isn"] = (tcp.seq + 1) % 2**32
+            conn.isn = (tcp.seq + 1) % 2**32
         if tcp.data:
-            entry["segs"].append((tcp.seq, bytes(tcp.data)))  # type: ignore[attr-defined]
-    out = []
-    for entry in conns:
-        segs: list[tuple[int, bytes]] = entry["segs"]  # type: ignore[assignment]
-        if not segs:
+            conn.segs.append((tcp.seq, bytes(tcp.data)))
+    out: list[tuple[FlowKey, bytes]] = []
+    for conn in conns:
+        if not conn.segs:
             continue
-        base = entry["isn"] if entry["isn"] is not None else min(s for s, _ in segs)
+        base = conn.isn if conn.isn is not None else min(seq for seq, _ in conn.segs)
         data = bytearray()
-        for seq, payload in sorted(segs, key=lambda s: (s[0] - base) % 2**32):  # type: ignore[operator]
-            off = (seq - base) % 2**32  # type: ignore[operator]
+        for seq, payload in sorted(conn.segs, key=lambda s: (s[0] - base) % 2**32):
+            off = (seq - base) % 2**32
             if off > len(data):
-                break
+                break  # a gap: stop at the contiguous prefix
             data += payload[len(data) - off:]
-        out.append((entry["key"], bytes(data)))  # type: ignore[arg-type]
+        out.append((conn.key, bytes(data)))
     return out
 
 
@@ -564,6 +571,9 @@ def tshark_snis(path: Path) -> Optional[list[str]]:
     )
     return sorted(line for line in res.stdout.splitlines())
 
+
+CENTRACE_ARCHIVE = "censoredplanet__CenTrace__testdata__222.138.4.221_archive.org_archive.org.pcap"
+CENTRACE_CONTROL = "censoredplanet__CenTrace__testdata__222.138.4.221_archive.org_example.com.pcap"
 
 TOR_SNIS = sorted([
     "www.ct7ctrgb6cr7.com", "www.e6r5p57kbafwrxj3plz.com", "www.q4cyamnc6mtokjurvdclt.com",
@@ -590,7 +600,7 @@ def test_capture_tls13_ech() -> None:
 
 @pytest.mark.public
 def test_capture_centrace_archive_org() -> None:
-    path = _capture("censoredplanet__CenTrace__testdata__222.138.4.221_archive.org_archive.org.pcap")
+    path = _capture(CENTRACE_ARCHIVE)
     hellos = client_hellos(path)
     assert len(hellos) == 19  # one per CenTrace probe connection (tshark agrees)
     assert {ch.sni for ch in hellos} == {"archive.org"}
@@ -598,7 +608,7 @@ def test_capture_centrace_archive_org() -> None:
 
 @pytest.mark.public
 def test_capture_centrace_control() -> None:
-    path = _capture("censoredplanet__CenTrace__testdata__222.138.4.221_archive.org_example.com.pcap")
+    path = _capture(CENTRACE_CONTROL)
     hellos = client_hellos(path)
     assert len(hellos) == 19
     assert {ch.sni for ch in hellos} == {"example.com"}
@@ -620,7 +630,8 @@ def test_capture_tor() -> None:
     "name",
     [
         "zeek__zeek__testing__btest__Traces__tls__tls13-ech.pcap",
-        "censoredplanet__CenTrace__testdata__222.138.4.221_archive.org_archive.org.pcap",
+        CENTRACE_ARCHIVE,
+        CENTRACE_CONTROL,
         "ntop__nDPI__tests__cfgs__default__pcap__tor.pcap",
         "ntop__nDPI__tests__cfgs__default__pcap__1kxun.pcap",
     ],

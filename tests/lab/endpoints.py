@@ -62,8 +62,9 @@ def _handle(conn: socket.socket, ctx: Optional[ssl.SSLContext], linger0: bool,
         s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
                   + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         if linger0:
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()  # abortive close: RST instead of FIN
+            # abortive close: the kernel sends a RST instead of a FIN (and no close_notify)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
             return
         if ctx is not None:
             try:
@@ -80,10 +81,11 @@ def _handle(conn: socket.socket, ctx: Optional[ssl.SSLContext], linger0: bool,
     except (OSError, ssl.SSLError, ValueError):
         pass
     finally:
-        try:
-            conn.close()
-        except OSError:
-            pass
+        for sock in (s, conn):
+            try:
+                sock.close()
+            except OSError:
+                pass
 
 
 def _listen(port: int, ctx: Optional[ssl.SSLContext], linger0: bool, body: int) -> None:

@@ -135,7 +135,7 @@ class Capture:
         self.stats = ""
 
     def start(self) -> "Capture":
-        cmd = ["tcpdump", "-i", self.iface, "-U", "-s", "0", "-n", "-Z", "root",
+        cmd = ["tcpdump", "-i", self.iface, "-U", "--immediate-mode", "-s", "0", "-n", "-Z", "root",
                "-w", str(self.path)]
         if self.bpf:
             cmd.append(self.bpf)
