@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from analyzer.detect import drop, icmp, rst_injection
+from analyzer.detect import blockpage, drop, icmp, rst_injection
 from analyzer.detect.context import Context
 from analyzer.model import Finding
 from analyzer.track.facts import FlowInfo
@@ -19,6 +19,7 @@ FlowDetector = Callable[[Flow, FlowInfo, Context], list[Finding]]
 
 FLOW_DETECTORS: tuple[FlowDetector, ...] = (
     rst_injection.detect,
+    blockpage.detect,
     icmp.detect,
     drop.detect,
 )
