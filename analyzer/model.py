@@ -209,6 +209,7 @@ class Stats:
     flows_evicted: int = 0
     dns_transactions: int = 0
     fragments: int = 0
+    weak_findings: int = 0  # findings below the verdict threshold (signals only)
     seconds: float = 0.0
 
     def skip(self, reason: str, n: int = 1) -> None:

@@ -259,7 +259,9 @@ class Analyzer:
         for txn in self.dns.flush():
             self._finish_dns(txn)
         self.stats.flows_evicted = max(self.stats.flows_evicted, 0)
-        verdicts = decide(self.findings, self.ctx, self.answered_ips)
+        weak: list[Finding] = []
+        verdicts = decide(self.findings, self.ctx, self.answered_ips, weak)
+        self.stats.weak_findings += len(weak)
         self.findings = []
         self.result.verdicts.extend(verdicts)
         if self.on_verdict is not None:

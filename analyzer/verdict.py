@@ -22,6 +22,9 @@ from analyzer.detect.context import Context
 from analyzer.identify import is_whatsapp_name
 from analyzer.model import Finding, Target, Technique, Trigger, Verdict
 
+# Findings weaker than this stay signals (counted in stats.weak_findings), never verdicts:
+# e.g. a bogon DNS answer alone, which a misconfigured site produces too.
+MIN_VERDICT_CONFIDENCE = 0.3
 CONTROL_BONUS = 0.1
 NO_CONTROL_PENALTY = 0.05
 DEAD_NETWORK_FACTOR = 0.5
@@ -43,9 +46,11 @@ def _server_ip(endpoint: str) -> str:
     return endpoint.rsplit(":", 1)[0]
 
 
-def decide(findings: Iterable[Finding], ctx: Context, answered_ips: dict[str, int]) -> list[Verdict]:
+def decide(findings: Iterable[Finding], ctx: Context, answered_ips: dict[str, int],
+           weak: Optional[list[Finding]] = None) -> list[Verdict]:
     """Turn findings into verdicts. ``answered_ips`` counts flows per server address in which
-    the server answered (cross-flow control)."""
+    the server answered (cross-flow control). Findings too weak to be verdicts are appended to
+    ``weak`` when given."""
     verdicts: list[Verdict] = []
     link_ids: dict[str, str] = {}
     staged: list[tuple[Finding, str]] = []
@@ -58,6 +63,10 @@ def decide(findings: Iterable[Finding], ctx: Context, answered_ips: dict[str, in
     seen: set[str] = set()
     for f, vid in staged:
         if vid in seen:
+            continue
+        if f.strength < MIN_VERDICT_CONFIDENCE:
+            if weak is not None:
+                weak.append(f)
             continue
         seen.add(vid)
         related = tuple(link_ids.get(r, r) for r in f.related)

@@ -56,7 +56,7 @@ import random
 import struct
 import sys
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
 # --------------------------------------------------------------------------
 # constants
@@ -473,7 +473,7 @@ class Sim:
     def rounds(self, t: int, nseg: int, gap: int, d_rx: int, d_tx: int,
                seg: Callable[[int], tuple], ack: Callable[[int], tuple],
                cwnd: int = 10, cwnd_max: int = 64, ack_every: int = 2
-               ) -> Iterator[Item]:
+               ) -> Generator[Item, None, int]:
         """Window-limited one-way transfer as seen at the gateway.
 
         Segment k of a round is seen at start + k*gap; the receiver's ACK for every
@@ -518,7 +518,7 @@ class Sim:
 
     def tcp_bulk(self, t: int, tx: Dir, rx: Dir, tseq: int, rseq: int, stream: Stream,
                  nbytes: int, gap: int, d_rx: int, d_tx: int, win_tx: int, win_rx: int,
-                 cwnd_max: int) -> Iterator[Item]:
+                 cwnd_max: int) -> Generator[Item, None, int]:
         nseg = -(-nbytes // MSS)
 
         def seg(k: int) -> tuple:
@@ -579,7 +579,6 @@ class Sim:
         t += rng.randint(30, 900)
         ch = client_hello(rng, sni)
         ch_pkt = tcp(cd, cs, ss, ACK | PSH, cwin, ch)
-        t_ch = t
 
         if mode == "snidrop":
             assert entry is not None
@@ -1165,7 +1164,7 @@ def generate(n_packets: int, out_path: str, seed: int = 1, pps: float = 20000.0,
         entries.append(ent)
     entries.sort(key=lambda e: e["first_frame"])
     duration = last_ts / 1e6
-    summary = {
+    summary: Dict[str, Any] = {
         "generator": "bench/gen_capture.py",
         "format": "pcap (classic, little-endian, LINKTYPE_ETHERNET, microsecond)",
         "file": os.path.basename(out_path),

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -120,9 +120,9 @@ def _descendants(root: int) -> List[int]:
     return out
 
 
-def _tree_rss_kb(root: int) -> int:
+def _tree_rss_kb(root: int, skip_root: bool = False) -> int:
     total = 0
-    for pid in _descendants(root):
+    for pid in _descendants(root)[1 if skip_root else 0:]:
         try:
             with open("/proc/%d/statm" % pid, "rb") as f:
                 total += int(f.read().split()[1]) * PAGE // 1024
@@ -131,9 +131,32 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
+def find_gnu_time() -> Optional[str]:
+    exe = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
+    if not exe:
+        return None
+    try:
+        p = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return exe if "GNU" in p.stdout + p.stderr else None
+
+
+# Why GNU time: subprocess starts children with vfork/posix_spawn, and on exec Linux
+# folds the *parent's* RSS high-water mark into the child's ru_maxrss, so wait4()
+# alone reports at least this Python process's peak.  GNU time is a small C program
+# that forks the tool and reports the tool's own ru_maxrss (%M).
+GNU_TIME: Optional[str] = None
+
+
 def run_once(cmd: List[str], stdout: Any, timeout: Optional[float],
              sample_tree: bool, interval: float = 0.1) -> Dict[str, Any]:
     err = tempfile.TemporaryFile()
+    tfile = None
+    if GNU_TIME:
+        fd, tfile = tempfile.mkstemp(prefix="bench-time-")
+        os.close(fd)
+        cmd = [GNU_TIME, "-f", "%M", "-o", tfile, "--"] + cmd
     t0 = time.perf_counter()
     try:
         p = subprocess.Popen(cmd, stdout=stdout, stderr=err, stdin=subprocess.DEVNULL)
@@ -145,7 +168,7 @@ def run_once(cmd: List[str], stdout: Any, timeout: Optional[float],
 
     def sampler() -> None:
         while not stop.wait(interval):
-            v = _tree_rss_kb(p.pid)
+            v = _tree_rss_kb(p.pid, skip_root=tfile is not None)  # not GNU time itself
             if v > peak[0]:
                 peak[0] = v
 
@@ -173,8 +196,16 @@ def run_once(cmd: List[str], stdout: Any, timeout: Optional[float],
     err.seek(0)
     stderr = err.read().decode("utf-8", "replace")
     err.close()
+    maxrss = ru.ru_maxrss
+    if tfile:
+        try:
+            with open(tfile) as f:
+                maxrss = int(f.read().split()[-1])
+        except (OSError, ValueError, IndexError):
+            pass  # tool killed / time failed: keep the wait4 figure
+        os.unlink(tfile)
     res = {"rc": p.returncode, "wall": wall, "user": ru.ru_utime, "sys": ru.ru_stime,
-           "maxrss_kb": ru.ru_maxrss, "stderr": stderr, "timeout": timed_out[0]}
+           "maxrss_kb": maxrss, "stderr": stderr, "timeout": timed_out[0]}
     if sample_tree:
         res["tree_rss_kb"] = peak[0]
     return res
@@ -339,6 +370,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="analyzer command (e.g. 'python -m analyzer'); default: analyzer")
     ap.add_argument("--devnull", action="store_true",
                     help="write the analyzer report to /dev/null (no output check)")
+    ap.add_argument("--no-gnu-time", action="store_true",
+                    help="do not use GNU time for peak RSS (use os.wait4 only)")
     ap.add_argument("--timeout", type=float, default=None, help="per-run timeout, seconds")
     ap.add_argument("--json", metavar="OUT", help="write results as JSON")
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
@@ -386,6 +419,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                                             platform.python_version()))
     print()
 
+    global GNU_TIME
+    GNU_TIME = None if a.no_gnu_time else find_gnu_time()
+    if GNU_TIME:
+        rss_how = "ru_maxrss of the tool's own process, via GNU time %M"
+    else:
+        rss_how = ("ru_maxrss via os.wait4 (GNU time not found: includes this Python "
+                   "process's RSS high-water mark as a floor)")
     tools = [t.strip() for t in a.tools.split(",") if t.strip()]
     unknown = set(tools) - set(ALL_TOOLS)
     if unknown:
@@ -397,7 +437,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if "analyzer" in tools:
             acmd = shlex.split(a.analyzer_cmd)
-            variants = [("analyzer", [])] + [("analyzer-j%d" % j, ["--jobs", str(j)])
+            variants: List[Tuple[str, List[str]]] = [("analyzer", [])] + [("analyzer-j%d" % j, ["--jobs", str(j)])
                                              for j in a.jobs]
             if shutil.which(acmd[0]) is None:
                 for name, _ in variants:
@@ -474,8 +514,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 r["analyzer_time_ratio"] = round(baseline["wall_s"] / r["wall_s"], 3)
                 r["analyzer_rss_ratio"] = round(baseline["maxrss_kb"] / r["maxrss_kb"], 3)
     print()
-    print("best of %d run(s); peak RSS = ru_maxrss of the tool's process (max over runs); "
-          "tree RSS = sampled sum over the process tree" % a.repeat)
+    print("best of %d run(s); peak RSS = %s, max over runs;\n"
+          "tree RSS = peak of the summed RSS of the process tree, sampled every 0.1 s"
+          % (a.repeat, rss_how))
     print_table(results, packets, baseline)
     if baseline is None:
         print("\n(no analyzer result: ratios relative to the analyzer are not available)")
@@ -487,6 +528,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
                      "python": platform.python_version(), "platform": platform.platform()},
             "versions": env_versions,
+            "rss_method": rss_how,
             "results": results,
         }
         with open(a.json, "w") as f:

@@ -264,8 +264,14 @@ _PRINTABLE_MAX = 0x7E  # '~'
 _SPECIAL = (0x2E, 0x5C)  # '.', '\\'
 
 
+# Bytes that stand for themselves in text form; everything else is escaped.
+_SAFE_BYTES = bytes(b for b in range(_PRINTABLE_MIN, _PRINTABLE_MAX + 1) if b not in _SPECIAL)
+
+
 def escape_label(label: bytes) -> str:
     """Text of one label: printable ASCII kept, '.' and '\\' backslash-escaped, rest ``\\DDD``."""
+    if not label.translate(None, _SAFE_BYTES):  # fast path: nothing to escape
+        return label.decode("ascii")
     out = []
     for b in label:
         if b in _SPECIAL:
@@ -277,10 +283,10 @@ def escape_label(label: bytes) -> str:
     return "".join(out)
 
 
-def _name_text(labels: list[bytes], lower: bool) -> str:
+def _name_text(labels: list[bytes]) -> str:
     if not labels:
         return "."
-    return ".".join(escape_label(lab.lower() if lower else lab) for lab in labels)
+    return ".".join([escape_label(lab) for lab in labels])
 
 
 def _read_name(data: bytes, off: int) -> tuple[list[bytes], int]:
@@ -323,8 +329,14 @@ def _read_name(data: bytes, off: int) -> tuple[list[bytes], int]:
 
 
 def _read_name_text(data: bytes, off: int) -> tuple[str, str, int]:
+    """(lowercased text, text as on the wire, offset after the name).
+
+    The text is pure ASCII (escapes use digits and backslashes only), so ``str.lower`` on it
+    is exactly the ASCII-only case folding of RFC 4343.
+    """
     labels, end = _read_name(data, off)
-    return _name_text(labels, True), _name_text(labels, False), end
+    raw = _name_text(labels)
+    return raw.lower(), raw, end
 
 
 class _Parser:

@@ -200,20 +200,63 @@ class PoolEntry:
     owners: tuple[str, ...]  # empty: forged for every name
 
 
+class PrefixTable:
+    """Longest-prefix-free membership test for a few prefixes: one dict probe per distinct
+    prefix length (the tables here have fewer than ten lengths), integers only (hot path)."""
+
+    __slots__ = ("_masks", "_table")
+
+    def __init__(self, items: Iterable[tuple[Network, PoolEntry]]) -> None:
+        self._table: dict[tuple[int, int, int], list[PoolEntry]] = {}
+        masks: dict[int, set[tuple[int, int]]] = {}
+        for net, entry in items:
+            size = net.max_prefixlen // 8
+            key = (size, net.prefixlen, int(net.network_address))
+            self._table.setdefault(key, []).append(entry)
+            masks.setdefault(size, set()).add((net.prefixlen, int(net.netmask)))
+        self._masks = {size: tuple(sorted(m, reverse=True)) for size, m in masks.items()}
+
+    def lookup(self, addr: bytes) -> list[PoolEntry]:
+        masks = self._masks.get(len(addr))
+        if not masks:
+            return []
+        value = int.from_bytes(addr, "big")
+        out: list[PoolEntry] = []
+        for plen, mask in masks:
+            hit = self._table.get((len(addr), plen, value & mask))
+            if hit:
+                out.extend(hit)
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class ForgedPool:
     entries: tuple[PoolEntry, ...]
 
+    @property
+    def table(self) -> PrefixTable:
+        return _pool_table(self)
+
     def match(self, addr: bytes, names: Iterable[str]) -> Optional[PoolEntry]:
         """The entry that makes ``addr`` a forged answer for these names, or None."""
-        ip = ipaddress.ip_address(addr)
         names = tuple(names)
-        for e in self.entries:
-            if ip.version == e.network.version and ip in e.network:
-                if e.owners and any(_under(n, d) for n in names for d in e.owners):
-                    continue
-                return e
+        for e in self.table.lookup(addr):
+            if e.owners and any(_under(n, d) for n in names for d in e.owners):
+                continue
+            return e
         return None
+
+
+@lru_cache(maxsize=8)
+def _pool_table(pool: ForgedPool) -> PrefixTable:
+    return PrefixTable((e.network, e) for e in pool.entries)
+
+
+def _in_prefix(addr: bytes, net: Network) -> bool:
+    """``addr`` (4 or 16 raw bytes) inside ``net``."""
+    if len(addr) != net.max_prefixlen // 8:
+        return False
+    return int.from_bytes(addr, "big") & int(net.netmask) == int(net.network_address)
 
 
 def parse_pool(text: str) -> ForgedPool:
@@ -251,18 +294,17 @@ def is_internal_name(name: str) -> bool:
     return any(_under(name, s) for s in INTERNAL_SUFFIXES)
 
 
+_BOGON_TABLE = PrefixTable((n, PoolEntry(n, ())) for n in BOGONS_V4 + BOGONS_V6)
+
+
 def is_bogon(addr: bytes) -> bool:
-    ip = ipaddress.ip_address(addr)
-    nets: tuple[Network, ...] = BOGONS_V4 if ip.version == 4 else BOGONS_V6
-    return any(ip in n for n in nets)
+    return bool(_BOGON_TABLE.lookup(addr))
 
 
 def _is_teredo_forgery(addr: bytes, qname: str) -> bool:
-    if len(addr) != len(TEREDO_PREFIX.network_address.packed):
+    if not _in_prefix(addr, TEREDO_PREFIX):
         return False
-    if any(TEREDO_LABEL in label for label in qname.split(".")):
-        return False
-    return ipaddress.IPv6Address(addr) in TEREDO_PREFIX
+    return not any(TEREDO_LABEL in label for label in qname.split("."))
 
 
 # --- per-response facts -----------------------------------------------------------------------

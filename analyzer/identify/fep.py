@@ -27,12 +27,14 @@ Rules here
   Exempt -> not claimed (the flow falls through to the other rules).
 * ``handshake_answered`` None: a fully encrypted protocol has no recognisable handshake
   reply.
-* Only a payload known to be the connection's first data is judged: when ``client_sizes``
-  is given it must start with 0 (the SYN / handshake ACK).  A flow whose first client packet
-  already carries data is a capture that began mid-connection (nDPI's 1kxun.pcap has a
-  1460-byte segment from the middle of a TLS stream that would otherwise pass as random);
-  TCP Fast Open SYN+data is skipped by this too.  Without ``client_sizes`` we cannot tell and
-  judge the first payload.
+* Only a payload that can be the connection's first data is judged.  (a) When the producer
+  records empty packets in ``client_sizes`` (the FlowFacts contract: "incl. empty ACKs as
+  0") and the first recorded client packet already carries data, the capture began
+  mid-connection (TCP Fast Open SYN+data is skipped by this too).  (b) When the "client"
+  sends from a port below 1024 to a port >= 1024, the roles are reversed, which happens when
+  the tracker saw no handshake.  nDPI's 1kxun.pcap has such a flow: a 1460-byte segment
+  from the middle of a TLS stream, sent from port 443, that would otherwise pass as random.
+  When sizes carry no zeros (a producer that only records payload packets), only (b) helps.
 * This runs after the target-specific and generic (TLS/HTTP/QUIC) rules.
 
 Sources: Wu, Wang, Reddy, Shen, Bock, Houmansadr, Wang, Fifield, "How the Great Firewall of
@@ -106,8 +108,10 @@ def identify_fep(facts: FlowFacts) -> Optional[Identification]:
     first = next((p for p in facts.client_payloads if p), b"")
     if len(first) < MIN_LENGTH:
         return None
-    if facts.client_sizes and facts.client_sizes[0] > 0:
-        return None  # no SYN/empty packet before it: probably not the connection's first data
+    if 0 in facts.client_sizes and facts.client_sizes[0] > 0:
+        return None  # empty packets are recorded, yet none preceded the data: mid-stream
+    if facts.client_port < 1024 <= facts.server_port:
+        return None  # "client" sends from a service port: roles reversed, mid-stream capture
     ex = evaluate(first)
     if ex.rule is not None:
         return None

@@ -170,6 +170,8 @@ def identify_tls(facts: FlowFacts) -> Optional[Identification]:
         reasons = reasons + (f"SNI {facts.sni}",)
     elif is_client_hello(first_payload(facts.client_payloads)):
         reasons = reasons + ("no SNI",)
+    if facts.ech:
+        reasons = reasons + ("Encrypted ClientHello: the SNI is the outer (public) name",)
     return Identification(Target.OTHER, "tls", conf, reasons, answered)
 
 

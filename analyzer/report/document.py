@@ -72,5 +72,6 @@ def to_document(result: Result, flows: str = "all") -> dict[str, Any]:
         "stats": {"packets": st.packets, "decoded": st.decoded,
                   "skipped": dict(sorted(st.skipped.items())), "flows": st.flows,
                   "flows_evicted": st.flows_evicted, "dns_transactions": st.dns_transactions,
-                  "fragments": st.fragments, "seconds": st.seconds},
+                  "fragments": st.fragments, "weak_findings": st.weak_findings,
+                  "seconds": st.seconds},
     }

@@ -61,7 +61,7 @@ TL_RIGHT_PAD = 24
 TL_TOP = 8
 TL_SUBROW = 26
 TL_AXIS_H = 34
-TL_MIN_BAR = 5.0
+TL_MIN_BAR = 13.0  # shorter spans are drawn as a dot
 TL_GAP = 10.0
 TL_MAX_SUBROWS = 4
 TL_MAX_TICKS = 8
@@ -97,8 +97,7 @@ def render_html(doc: dict[str, Any]) -> str:
         "view": view,
         "span": _span_text(view),
         "total_packets": _total_packets(view),
-        "matrix": {"targets": targets, "techniques": techniques, "counts": counts,
-                   "max": max(counts.values(), default=0)},
+        "matrix": {"targets": targets, "techniques": techniques, "counts": counts},
         "flow_rows": flow_rows,
         "outcomes": outcome_columns(flow_rows),
         "flow_total": _flow_total(view),

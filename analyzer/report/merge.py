@@ -562,12 +562,14 @@ def wireshark_filters(verdict: VerdictView) -> list[tuple[int, str]]:
     """``(input index, display filter)`` per input, showing exactly the evidence packets.
 
     Frame numbers are per capture file, so evidence that spans inputs gets one filter each.
+    Set elements are comma-separated: Wireshark 4.x rejects the older whitespace-separated
+    form (``{7 9}``) as a syntax error; commas work from Wireshark 3.6 on.
     """
     frames: dict[int, list[int]] = {}
     for item in verdict.evidence:
         if item.frame is not None and item.frame not in frames.setdefault(item.input, []):
             frames[item.input].append(item.frame)
-    return [(index, "frame.number in {" + " ".join(str(f) for f in sorted(numbers)) + "}")
+    return [(index, "frame.number in {" + ", ".join(str(f) for f in sorted(numbers)) + "}")
             for index, numbers in sorted(frames.items()) if numbers]
 
 

@@ -45,30 +45,35 @@ def test_ex1_popcount() -> None:
 
 
 def test_ex2_first_six_printable() -> None:
-    data = b"abcdef" + random_bytes(80, b"ex2")
-    assert fep.evaluate(data).rule in ("Ex1", "Ex2")
-    assert fep.evaluate(b"abcdef" + SS_FIRST).rule == "Ex2"
+    ex = fep.evaluate(b"abcdef" + SS_FIRST)
+    assert ex.rule == "Ex2" and ex.printable_fraction < 0.5
+    assert fep.evaluate(b"abcde\x80" + SS_FIRST).rule is None
 
 
 def test_ex3_mostly_printable() -> None:
-    # binary start (so Ex2 does not fire), then mostly printable
+    # binary first bytes (Ex2 silent), popcount near 4, runs of 18 printable at most
     data = b"\x00\x9f\x01" + bytes(range(0x30, 0x7a)) * 2
-    data = bytes(b if i % 19 else 0x90 for i, b in enumerate(data))  # break long runs
+    data = bytes(b if i % 19 else 0x90 for i, b in enumerate(data))
     ex = fep.evaluate(data)
-    assert ex.rule in ("Ex1", "Ex3")
+    assert ex.rule == "Ex3" and ex.printable_fraction > 0.5 and ex.longest_printable_run <= 20
+
+
+RUN = b"Mq7#zK9@xW2!vB5$nR8&y"  # 21 printable bytes, popcount ~4 per byte
 
 
 def test_ex4_printable_run() -> None:
-    data = SS_FIRST[:40] + b"A" * 21 + SS_FIRST[40:]
+    data = SS_FIRST[:40] + b"\x80" + RUN + b"\x80" + SS_FIRST[40:]
     ex = fep.evaluate(data)
-    assert ex.longest_printable_run >= 21
-    assert ex.rule in ("Ex1", "Ex3", "Ex4")
+    assert ex.rule == "Ex4" and ex.longest_printable_run == 21 and ex.printable_fraction < 0.5
+    # exactly 20 contiguous printable bytes is not enough (the paper: "more than 20")
+    data = SS_FIRST[:40] + b"\x80" + RUN[:20] + b"\x80" + SS_FIRST[40:]
+    ex = fep.evaluate(data)
+    assert ex.longest_printable_run == 20 and ex.rule is None
 
 
 @pytest.mark.parametrize("prefix", [b"\x16\x03\x01", b"\x17\x03\x03", b"GET ", b"POST"])
 def test_ex5_tls_http_prefix(prefix: bytes) -> None:
-    data = prefix + SS_FIRST
-    assert fep.evaluate(data).rule in ("Ex2", "Ex5")
+    assert fep.evaluate(prefix + SS_FIRST).rule == "Ex5"
 
 
 def test_printable_text_on_random_port_is_not_fep() -> None:
@@ -83,8 +88,14 @@ def test_short_payload_is_not_judged() -> None:
 
 
 def test_mid_stream_first_payload_is_not_judged() -> None:
-    # the first client packet already carries data: the capture began mid-connection
-    assert identify(tcp(SS_FIRST, sizes=(len(SS_FIRST),))).target is Target.OTHER
+    # empty packets are recorded but the first client packet already carries data
+    assert identify(tcp(SS_FIRST, sizes=(len(SS_FIRST), 0, 0))).target is Target.OTHER
+    # sizes of payload packets only (no zeros anywhere): cannot tell, judged
+    assert identify(tcp(SS_FIRST, sizes=(len(SS_FIRST),))).target is Target.SHADOWSOCKS
+    # roles reversed: the "client" sends from a service port to an ephemeral one
+    f = FlowFacts("tcp", "119.235.235.84", 443, "192.168.5.16", 53406, (SS_FIRST,), (),
+                  client_sizes=(len(SS_FIRST),))
+    assert identify(f).target is Target.OTHER
 
 
 def test_udp_is_not_judged() -> None:

@@ -219,3 +219,20 @@ def test_no_evidence_writes_an_empty_capture(tmp_path: Path) -> None:
     out = tmp_path / "out.pcapng"
     assert write_evidence_pcapng({"inputs": [], "verdicts": []}, str(out)) == 0
     assert [kind for kind, _ in read_blocks(out)] == [0x0A0D0D0A]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_wireshark_filter_selects_exactly_the_evidence(tmp_path: Path) -> None:
+    from analyzer.report.merge import read_view, wireshark_filters
+
+    capture = tmp_path / "in.pcap"
+    make_pcap(capture)
+    doc = evidence_doc(capture, verdicts=[verdict("v-1", "rst_injection",
+                                                  [(4, "b"), (2, "a"), (4, "c")])])
+    ((index, expression),) = wireshark_filters(read_view(doc).verdicts[0])
+    assert (index, expression) == (0, "frame.number in {2, 4}")
+    run = subprocess.run(["tshark", "-r", str(capture), "-Y", expression, "-T", "fields",
+                          "-e", "frame.number"], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["2", "4"]

@@ -112,9 +112,9 @@ def test_html_structure() -> None:
     out = render_html(load_fixture())
     assert out.count('<section class="card verdict"') == 3
     assert out.count("<svg") == 1 + 2  # the timeline, and ladders for the two with packets
-    assert "frame.number in {7 9}" in out
-    assert "frame.number in {20 21}" in out
-    assert "frame.number in {2 4}" in out
+    assert "frame.number in {7, 9}" in out
+    assert "frame.number in {20, 21}" in out
+    assert "frame.number in {2, 4}" in out
     assert 'stroke-dasharray="7 5"' in out  # forged packets are dashed
     assert 'href="#v1"' in out  # timeline marks and the index link to the cards
 
@@ -122,7 +122,7 @@ def test_html_structure() -> None:
 def test_markdown_content() -> None:
     out = render_markdown(load_fixture())
     assert out.startswith("# Network interference report\n")
-    assert "```\nframe.number in {7 9}\n```" in out
+    assert "```\nframe.number in {7, 9}\n```" in out
     assert "a\\|b" in out  # a pipe cannot split a table cell
     assert "\\<script\\>" in out
     assert out.count("\n### ") == 3 + 1  # three verdicts, plus "Flows per target"
