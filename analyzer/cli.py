@@ -38,7 +38,7 @@ def _parse_thresholds(values: tuple[str, ...]) -> Thresholds:
 
 def _write(text: str, output: Optional[str], stdout: IO[str]) -> None:
     if output and output != "-":
-        with open(output, "w", encoding="utf-8", newline="") as fh:
+        with open(output, "w", encoding="utf-8", errors="backslashreplace", newline="") as fh:
             fh.write(text)
     else:
         stdout.write(text)
@@ -128,6 +128,9 @@ def analyze(ctx: click.Context, pcaps: tuple[str, ...], fmt: str, output: Option
             click.echo(f"analyzer: wrote {n} evidence packet(s) to {evidence_path}", err=True)
     except AnalyzerError as err:
         _fail(err)
+    except (OSError, ValueError) as err:  # evidence writer: a capture moved or changed
+        click.echo(f"analyzer: error: {err}", err=True)
+        sys.exit(int(ExitStatus.BAD_INPUT))
     except KeyboardInterrupt:
         click.echo("analyzer: interrupted", err=True)
         sys.exit(int(ExitStatus.INTERRUPTED))

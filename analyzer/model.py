@@ -125,8 +125,9 @@ class FlowFacts:
     dns_names: tuple[str, ...] = ()  # names that resolved to server_ip earlier in the capture
     alpn: tuple[str, ...] = ()
     ech: bool = False
-    client_sizes: tuple[int, ...] = ()  # payload sizes of the first client packets (incl. empty ACKs as 0)
+    client_sizes: tuple[int, ...] = ()  # sizes of the first client payload segments (kept ones)
     server_sizes: tuple[int, ...] = ()
+    handshake_seen: bool = False  # TCP: the SYN was captured, so payloads start at byte 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,8 @@ ANOMALIES = {
     "trailing_bytes": "bytes left after every record the header counts, not parseable as records",
     "count_mismatch": "header counts differ from the records present (fewer, or more that parse)",
     "truncated_rr": "the message ends inside a resource record",
-    "bad_name": "an owner or rdata name is invalid (pointer loop/forward pointer, too long, bad label type)",
+    "bad_name": "an owner or rdata name is invalid (pointer loop or forward pointer, too long, "
+                "bad label type)",
     "bad_rdata": "RDATA does not fit its type (wrong length, name not ending at RDLENGTH)",
     "bad_question": "a question after the first could not be read",
     "opt_misplaced": "an OPT pseudo-RR outside the additional section or with a non-root owner",
@@ -110,7 +111,7 @@ ANOMALIES = {
     "z_bit_set": "the reserved Z header bit is set",
     "query_with_answers": "a query (QR=0) that carries answer records",
     # Added by the tracker, which knows the direction of the packet:
-    "qr_mismatch": "QR bit disagrees with the direction (response sent to port 53 or query from it)",
+    "qr_mismatch": "QR bit disagrees with the direction (a response to port 53 or a query from it)",
 }
 
 _HEADER = struct.Struct("!HHHHHH")

@@ -41,18 +41,21 @@ Signals (``SIGNALS``):
   a Teredo server.
 - ``bogon_answer``: a private, loopback, link-local, shared, documentation, benchmarking,
   multicast, reserved or unspecified address (RFC 6890 registries) answered for a public name.
-  Names ending in .local, .lan, .home, .corp, .internal, .localhost, .localdomain, .home.arpa,
-  in-addr.arpa or ip6.arpa, and single-label names, are exempt (RFC 6762 App. G, RFC 8375).
+  Names ending in .local, .lan, .home, .corp, .internal, .intranet, .private, .localhost,
+  .localdomain, .home.arpa, in-addr.arpa or ip6.arpa, and single-label names, are exempt
+  (RFC 6762 App. G, RFC 8375, RFC 6761).
   NOT enough alone: OONI's analysis notes a site can be misconfigured to a private address;
   ad-blocking resolvers (Pi-hole answers 0.0.0.0) and proxies' "fake-ip" DNS (Clash/sing-box
   answer 198.18.0.0/15) do this by design. Alone it yields a finding capped at
   ``BOGON_ALONE_MAX`` with a note saying so; some censors (Iran's 10.10.34.x) do use it.
 - ``malformed_answer``: a forged response carries parser anomalies while the genuine one is clean.
-- ``answer_from_non_resolver``: the query's destination sent an ICMP destination unreachable for
-  the query (port unreachable from the server itself, or host/network/admin unreachable from
-  a router), has answered nothing else in the capture, and yet a DNS answer "from" it arrived.
-  Only evidence the capture can hold is used; a TCP RST from a server that also "answered"
-  over UDP, or off-path probing, is not implemented.
+- ``answer_from_non_resolver``: one transmission of the query drew both a DNS answer "from"
+  the destination and an ICMP destination unreachable saying it never reached a DNS service:
+  port unreachable from the destination's own stack, or host/network/admin unreachable from
+  a router when the destination answered nothing else in the capture. A retransmission sent
+  after the error (a restarted server) does not count. Only evidence the capture holds is
+  used; a TCP RST from a server that also "answered" over UDP, or off-path probing, is not
+  implemented.
 
 A finding needs ``multiple_answers``, ``forged_address_pool`` or ``answer_from_non_resolver``;
 otherwise at least two header signals on a lone response against a baseline of at least
@@ -201,8 +204,8 @@ class PoolEntry:
 
 
 class PrefixTable:
-    """Longest-prefix-free membership test for a few prefixes: one dict probe per distinct
-    prefix length (the tables here have fewer than ten lengths), integers only (hot path)."""
+    """Which of a few prefixes hold an address: one dict probe per distinct prefix length
+    (the tables here have fewer than ten lengths), integers only (hot path)."""
 
     __slots__ = ("_masks", "_table")
 
@@ -229,27 +232,22 @@ class PrefixTable:
         return out
 
 
-@dataclass(frozen=True, slots=True)
 class ForgedPool:
-    entries: tuple[PoolEntry, ...]
+    """The forged-address pool: entries plus their prefix table (immutable after build)."""
 
-    @property
-    def table(self) -> PrefixTable:
-        return _pool_table(self)
+    __slots__ = ("entries", "_table")
 
-    def match(self, addr: bytes, names: Iterable[str]) -> Optional[PoolEntry]:
+    def __init__(self, entries: Iterable[PoolEntry]) -> None:
+        self.entries: tuple[PoolEntry, ...] = tuple(entries)
+        self._table = PrefixTable((e.network, e) for e in self.entries)
+
+    def match(self, addr: bytes, names: tuple[str, ...]) -> Optional[PoolEntry]:
         """The entry that makes ``addr`` a forged answer for these names, or None."""
-        names = tuple(names)
-        for e in self.table.lookup(addr):
+        for e in self._table.lookup(addr):
             if e.owners and any(_under(n, d) for n in names for d in e.owners):
                 continue
             return e
         return None
-
-
-@lru_cache(maxsize=8)
-def _pool_table(pool: ForgedPool) -> PrefixTable:
-    return PrefixTable((e.network, e) for e in pool.entries)
 
 
 def _in_prefix(addr: bytes, net: Network) -> bool:
@@ -272,7 +270,7 @@ def parse_pool(text: str) -> ForgedPool:
             if p.startswith("owner="):
                 owners = tuple(d.strip().lower() for d in p[len("owner="):].split(",") if d)
         entries.append(PoolEntry(ipaddress.ip_network(parts[0], strict=False), owners))
-    return ForgedPool(tuple(entries))
+    return ForgedPool(entries)
 
 
 @lru_cache(maxsize=1)
@@ -391,7 +389,8 @@ def _ipid_behaviour(values: list[int], th: Thresholds) -> str:
     return "sequential" if seq >= SEQUENTIAL_SHARE * len(steps) else "random"
 
 
-def _ipid_check(r: DnsResponse, samples: list[tuple[int, int, int]], th: Thresholds) -> Optional[str]:
+def _ipid_check(r: DnsResponse, samples: list[tuple[int, int, int]],
+                th: Thresholds) -> Optional[str]:
     """Reason text when ``r``'s IP-ID breaks the resolver's behaviour, else None."""
     if r.ipid < 0:
         return None
@@ -462,7 +461,9 @@ def _answer_text(r: DnsResponse) -> str:
         return rcode_name(r.rcode)
     if not r.answers:
         return "no answer (NOERROR)"
-    vals = [rr.value for rr in r.answers if rr.address is not None] or [rr.value for rr in r.answers]
+    vals = [rr.value for rr in r.answers if rr.address is not None]
+    if not vals:
+        vals = [rr.value for rr in r.answers]
     text = ", ".join(vals[:MAX_LISTED_ANSWERS])
     if len(vals) > MAX_LISTED_ANSWERS:
         text += f" (+{len(vals) - MAX_LISTED_ANSWERS} more)"
@@ -481,16 +482,33 @@ def _summary(r: DnsResponse) -> str:
     return f"DNS {first.type_name} {first.value} ttl={first.ttl}{more}"
 
 
-def _icmp_contradicts(txn: DnsTransaction, e: IcmpError) -> bool:
+def _transmission(txn: DnsTransaction, ts: float) -> int:
+    """Index of the query transmission an event at ``ts`` belongs to (latest one before it)."""
+    idx = -1
+    for i, q in enumerate(txn.queries):
+        if q.ts <= ts:
+            idx = i
+    return idx
+
+
+def _icmp_contradicts(txn: DnsTransaction, e: IcmpError, others_n: int) -> bool:
+    """The error and an answer concern the SAME query transmission, and the error says the
+    query never reached a DNS service: port unreachable from the server's own stack, or any
+    other destination unreachable (from a router) while the server answered nothing else."""
     port_unreach = ((e.icmp_type == ICMP_DEST_UNREACH and e.icmp_code == ICMP_PORT_UNREACH)
                     or (e.icmp_type == ICMPV6_DEST_UNREACH and e.icmp_code == ICMPV6_PORT_UNREACH))
-    if port_unreach:
-        return e.src == txn.server  # the server's own stack: nothing listens on port 53
-    return True  # host/network/admin unreachable on the way: the query never got there
+    if port_unreach and e.src != txn.server:
+        return False
+    if not port_unreach and others_n:
+        return False
+    # A retransmission sent after the error and answered explains both (a restarted server).
+    sent = _transmission(txn, e.ts)
+    return sent >= 0 and any(_transmission(txn, r.ts) == sent for r in txn.responses)
 
 
 def _icmp_text(e: IcmpError) -> str:
-    kind = "port" if e.icmp_code in (ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH) else f"code {e.icmp_code}"
+    port = e.icmp_code in (ICMP_PORT_UNREACH, ICMPV6_PORT_UNREACH)
+    kind = "port" if port else f"code {e.icmp_code}"
     return f"ICMP destination unreachable ({kind}) from {format_ip(e.src)}"
 
 
@@ -574,9 +592,8 @@ def detect_dns(txn: DnsTransaction, baseline: Optional[ResolverBaseline], th: Th
                 per[id(r)] = sig
 
     # ICMP evidence that nothing listens at the "resolver".
-    icmp = [e for e in txn.icmp_errors if _icmp_contradicts(txn, e)]
-    non_resolver = bool(icmp) and others.n == 0
-    if non_resolver:
+    icmp = [e for e in txn.icmp_errors if _icmp_contradicts(txn, e, others.n)]
+    if icmp:
         finding_signals.append("answer_from_non_resolver")
         for r in responses:
             if id(r) not in per:
@@ -603,8 +620,8 @@ def detect_dns(txn: DnsTransaction, baseline: Optional[ResolverBaseline], th: Th
     qtext = txn.raw_qname or txn.qname or "(no question)"
     if q is not None:
         extra = f", sent {len(txn.queries)} times" if len(txn.queries) > 1 else ""
-        evidence.append(Evidence(q.frame, q.ts, f"query {qtype}? {qtext} (txid 0x{txn.txid:04x}{extra})",
-                                 q.input))
+        why = f"query {qtype}? {qtext} (txid 0x{txn.txid:04x}{extra})"
+        evidence.append(Evidence(q.frame, q.ts, why, q.input))
     for r in forged:
         parts = [_answer_text(r)]
         tags = pool_hits[id(r)] + bogon_hits[id(r)]

@@ -148,6 +148,12 @@ def _udp(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
     if not (is_quic or is_vpn):
         return []
     lad = _udp_ladder(flow, info)
+    if is_vpn and info.ident.handshake_answered is not False:
+        is_vpn_handshake = False
+    else:
+        is_vpn_handshake = is_vpn
+    if not (is_quic or is_vpn_handshake) and s.packets == 0:
+        return []
     if s.packets == 0 and c.packets >= 2 and c.last_ts - c.first_ts >= th.silence_seconds / 2:
         if is_quic and info.quic_sni:
             trig, what = Trigger.QUIC_SNI, f"QUIC Initial with SNI {info.quic_sni}"

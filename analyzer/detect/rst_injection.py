@@ -25,7 +25,7 @@ its own IP header fields and arrive on their own schedule. Signals (ids in ``SIG
   or below the RST's (Weaver et al.'s DATA-SEQ-RST/RST-SEQ-DATA races).
 - ``rst_seq_jumps``: several RSTs whose sequence numbers step by multiples of an MSS (the GFW's
   base, base+1460, base+4380 triplets).
-- ``rst_mixture``: both RST and RST/ACK segments claiming the same sender.
+- ``rst_mixture``: both RST and RST/ACK segments among the forged ones.
 - ``injector_window``: a RST whose window is non-zero and matches none of the sender's windows
   (the GFW type-2 RST/ACKs carry windows such as 1596/1576/1558; some injectors use 16).
 - ``reserved_bits``: reserved TCP header bits set on the RST and on none of the sender's packets.
@@ -87,7 +87,7 @@ SIGNALS = {
     "acks_after_rst": "the claimed sender sent ACKs/FINs after its own RST",
     "seq_race": "data after the RST carries sequence numbers at or below the RST's",
     "rst_seq_jumps": "several RSTs whose sequence numbers jump by MSS multiples",
-    "rst_mixture": "both RST and RST/ACK segments claim the same sender",
+    "rst_mixture": "both RST and RST/ACK segments among the forged resets",
     "injector_window": "RST window matches none of the sender's and is not zero",
     "reserved_bits": "reserved TCP bits set on the RST only",
     "gfw_type1": "fingerprint of the GFW type-1 injector (RST, random TTL)",
@@ -201,7 +201,7 @@ def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
         seqs = sorted({(r[E_SEQ] - frst[0][E_SEQ]) % SEQ_MOD for r in frst})
         if len(frst) >= 2 and any(s in MSS_STEPS for s in seqs):
             _add(signals, "rst_seq_jumps")
-        kinds = {bool(r[E_FLAGS] & TCP_ACK) for r in ds.rsts}
+        kinds = {bool(r[E_FLAGS] & TCP_ACK) for r in frst}
         if len(kinds) == 2:
             _add(signals, "rst_mixture")
         if len(frst) >= 2 and all(r[E_FLAGS] & TCP_ACK for r in frst) and len({r[E_TTL] for r in frst}) >= 2:

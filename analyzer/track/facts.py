@@ -112,6 +112,7 @@ def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
         ech=ech,
         client_sizes=tuple(len(p[2]) for p in cdir.payloads),
         server_sizes=tuple(len(p[2]) for p in sdir.payloads),
+        handshake_seen=flow.syn_seen,
     )
     try:
         ident = identify(facts)

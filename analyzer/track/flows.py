@@ -41,6 +41,15 @@ E_FRAME, E_TS, E_INPUT, E_DIR, E_FLAGS, E_SEQ, E_ACK, E_TTL, E_IPID, E_WIN, E_LE
 # E_KIND: why the packet was kept
 K_HANDSHAKE, K_PAYLOAD, K_CLOSE, K_AFTER_RST, K_CONTEXT = range(5)
 
+# Server ports above 1023 that identify the server side of a flow seen without its handshake.
+SERVICE_PORTS = frozenset((1194, 1701, 1723, 4500, 5222, 8388, 8443, 9001, 9030, 51820, 8080, 3128))
+EPHEMERAL_MIN = 1024
+
+
+def _is_service(port: int) -> bool:
+    return 0 < port < EPHEMERAL_MIN or port in SERVICE_PORTS
+
+
 Event = tuple[int, float, int, int, int, int, int, int, int, int, int, bool, int]
 
 
@@ -112,8 +121,11 @@ class Flow:
     def __init__(self, key: tuple[bytes, int, bytes, int, int], pkt: Packet, seq: int) -> None:
         self.key = key
         self.proto = pkt.proto
-        # Orientation: SYN sender is the client; SYN/ACK sender is the server.
-        if pkt.proto == IPPROTO_TCP and pkt.flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK):
+        # Orientation: the SYN sender is the client, the SYN/ACK sender the server; without a
+        # handshake (capture started mid-flow, UDP), the side on a service port is the server,
+        # and failing that the first sender is the client.
+        syn = pkt.flags & (TCP_SYN | TCP_ACK) if pkt.proto == IPPROTO_TCP else 0
+        if syn == TCP_SYN | TCP_ACK or (syn != TCP_SYN and _is_service(pkt.sport) and not _is_service(pkt.dport)):
             self.client, self.cport, self.server, self.sport = pkt.dst, pkt.dport, pkt.src, pkt.sport
         else:
             self.client, self.cport, self.server, self.sport = pkt.src, pkt.sport, pkt.dst, pkt.dport

@@ -1,4 +1,5 @@
 """DNS message decoder on literal bytes, including hostile ones."""
+
 from __future__ import annotations
 
 import random
@@ -27,8 +28,9 @@ QR_RD_RA = 0x8180
 QUERY_RD = 0x0100
 
 
-def header(txid: int = 0x1234, flags: int = QR_RD_RA, qd: int = 1, an: int = 0, ns: int = 0,
-           ar: int = 0) -> bytes:
+def header(
+    txid: int = 0x1234, flags: int = QR_RD_RA, qd: int = 1, an: int = 0, ns: int = 0, ar: int = 0
+) -> bytes:
     return struct.pack("!HHHHHH", txid, flags, qd, an, ns, ar)
 
 
@@ -71,8 +73,15 @@ def rich_response() -> bytes:
     ]
     authority = [
         rr(ptr(16), TYPE_NS, b"\x03ns1" + ptr(16)),
-        rr(ptr(16), TYPE_SOA, b"\x03ns1" + ptr(16) + b"\x05admin" + ptr(16)
-           + struct.pack("!IIIII", 2024010101, 7200, 3600, 1209600, 300)),
+        rr(
+            ptr(16),
+            TYPE_SOA,
+            b"\x03ns1"
+            + ptr(16)
+            + b"\x05admin"
+            + ptr(16)
+            + struct.pack("!IIIII", 2024010101, 7200, 3600, 1209600, 300),
+        ),
     ]
     opt = b"\x00" + struct.pack("!HHIH", 41, 1232, (1 << 24) | 0x8000, 0)
     body += b"".join(answers) + b"".join(authority) + opt
@@ -145,16 +154,19 @@ def test_root_name() -> None:
     assert msg.question is not None and msg.question.name == "."
 
 
-@pytest.mark.parametrize("bad_qname", [
-    ptr(12),  # points at itself
-    b"\x01a" + ptr(12),  # loops back to its own start
-    b"\x01a" + ptr(14),  # forward (to itself)
-    ptr(40),  # forward, beyond
-    ptr(2),  # into the header
-    b"\x41abc\x00",  # extended label type 0x40
-    b"\x81abc\x00",  # reserved label type 0x80
-    b"".join(b"\x3f" + b"x" * 63 for _ in range(4)) + b"\x00",  # 257 octets > 255
-])
+@pytest.mark.parametrize(
+    "bad_qname",
+    [
+        ptr(12),  # points at itself
+        b"\x01a" + ptr(12),  # loops back to its own start
+        b"\x01a" + ptr(14),  # forward (to itself)
+        ptr(40),  # forward, beyond
+        ptr(2),  # into the header
+        b"\x41abc\x00",  # extended label type 0x40
+        b"\x81abc\x00",  # reserved label type 0x80
+        b"".join(b"\x3f" + b"x" * 63 for _ in range(4)) + b"\x00",  # 257 octets > 255
+    ],
+)
 def test_hostile_question_names(bad_qname: bytes) -> None:
     with pytest.raises(DecodeError) as exc:
         parse_dns(header(flags=QUERY_RD) + question(bad_qname))

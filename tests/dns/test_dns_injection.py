@@ -1,4 +1,5 @@
 """DNS injection detector: positive cases, benign guards, and the two real captures."""
+
 from __future__ import annotations
 
 import struct
@@ -11,7 +12,14 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from analyzer.config import Thresholds
-from analyzer.decode.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet, decode_frame
+from analyzer.decode.packet import (
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    Packet,
+    decode_frame,
+)
 from analyzer.detect.dns_injection import (
     SIGNALS,
     WEIGHTS,
@@ -45,26 +53,55 @@ def decode(layer: Any, frame: int, ts: float) -> Packet:
     return p
 
 
-def query(qname: str, txid: int = 0x1111, sport: int = 40000, dst: str = RESOLVER,
-          qtype: str = "A") -> Any:
-    return (IP(src=CLIENT, dst=dst, ttl=64, id=100) / UDP(sport=sport, dport=53)
-            / DNS(id=txid, rd=1, qd=[DNSQR(qname=qname, qtype=qtype)]))
+def query(
+    qname: str, txid: int = 0x1111, sport: int = 40000, dst: str = RESOLVER, qtype: str = "A"
+) -> Any:
+    return (
+        IP(src=CLIENT, dst=dst, ttl=64, id=100)
+        / UDP(sport=sport, dport=53)
+        / DNS(id=txid, rd=1, qd=[DNSQR(qname=qname, qtype=qtype)])
+    )
 
 
-def response(qname: str, addrs: Iterable[str], txid: int = 0x1111, sport: int = 40000,
-             src: str = RESOLVER, ttl: int = 52, ipid: int = 7, df: bool = True,
-             rcode: int = 0, aa: int = 0, rtype: str = "A", qtype: str = "A",
-             extra: bytes = b"", tc: int = 0, cname: Optional[str] = None) -> Any:
+def response(
+    qname: str,
+    addrs: Iterable[str],
+    txid: int = 0x1111,
+    sport: int = 40000,
+    src: str = RESOLVER,
+    ttl: int = 52,
+    ipid: int = 7,
+    df: bool = True,
+    rcode: int = 0,
+    aa: int = 0,
+    rtype: str = "A",
+    qtype: str = "A",
+    extra: bytes = b"",
+    tc: int = 0,
+    cname: Optional[str] = None,
+) -> Any:
     an = []
     owner = qname
     if cname:
         an.append(DNSRR(rrname=qname, type="CNAME", ttl=60, rdata=cname))
         owner = cname
     an += [DNSRR(rrname=owner, type=rtype, ttl=60, rdata=a) for a in addrs]
-    dns = DNS(id=txid, qr=1, rd=1, ra=1, aa=aa, tc=tc, rcode=rcode,
-              qd=[DNSQR(qname=qname, qtype=qtype)], an=an)
-    return (IP(src=src, dst=CLIENT, ttl=ttl, id=ipid, flags="DF" if df else 0)
-            / UDP(sport=53, dport=sport) / (bytes(dns) + extra))
+    dns = DNS(
+        id=txid,
+        qr=1,
+        rd=1,
+        ra=1,
+        aa=aa,
+        tc=tc,
+        rcode=rcode,
+        qd=[DNSQR(qname=qname, qtype=qtype)],
+        an=an,
+    )
+    return (
+        IP(src=src, dst=CLIENT, ttl=ttl, id=ipid, flags="DF" if df else 0)
+        / UDP(sport=53, dport=sport)
+        / (bytes(dns) + extra)
+    )
 
 
 def run(layers: Iterable[tuple[Any, float]], tracker: Optional[DnsTracker] = None) -> list[Finding]:
@@ -77,25 +114,41 @@ def run(layers: Iterable[tuple[Any, float]], tracker: Optional[DnsTracker] = Non
     return out
 
 
-def history(n: int = 6, ttl: int = 52, ipid0: int = 100, t0: float = 0.0) -> list[tuple[Any, float]]:
+def history(
+    n: int = 6, ttl: int = 52, ipid0: int = 100, t0: float = 0.0
+) -> list[tuple[Any, float]]:
     """Earlier normal transactions with the resolver: TTL 52, DF, sequential IP-IDs."""
     out = []
     for i in range(n):
         name = f"ok{i}.example.org"
         out.append((query(name, txid=0x2000 + i, sport=41000 + i), t0 + i))
-        out.append((response(name, [f"93.184.216.{i + 1}"], txid=0x2000 + i, sport=41000 + i,
-                             ttl=ttl, ipid=ipid0 + i), t0 + i + 0.05))
+        out.append(
+            (
+                response(
+                    name,
+                    [f"93.184.216.{i + 1}"],
+                    txid=0x2000 + i,
+                    sport=41000 + i,
+                    ttl=ttl,
+                    ipid=ipid0 + i,
+                ),
+                t0 + i + 0.05,
+            )
+        )
     return out
 
 
 # --- positives --------------------------------------------------------------------------------
 
+
 def test_gfw_race_forged_first_then_genuine() -> None:
-    findings = run([
-        (query("twitter.com"), 10.0),
-        (response("twitter.com", ["8.7.198.45"], ttl=64, ipid=31337, df=False), 10.02),
-        (response("twitter.com", ["104.244.42.1"], ttl=52, ipid=8), 10.20),
-    ])
+    findings = run(
+        [
+            (query("twitter.com"), 10.0),
+            (response("twitter.com", ["8.7.198.45"], ttl=64, ipid=31337, df=False), 10.02),
+            (response("twitter.com", ["104.244.42.1"], ttl=52, ipid=8), 10.20),
+        ]
+    )
     (f,) = findings
     assert f.detector == "dns_injection"
     assert f.technique == Technique.DNS_INJECTION and f.trigger == Trigger.DNS_NAME
@@ -109,8 +162,11 @@ def test_gfw_race_forged_first_then_genuine() -> None:
     assert "8.7.198.45 (known forged pool)" in forged and "TTL 64 vs resolver's 52" in forged
     assert "before the genuine answer (frame 3)" in forged
     assert f.evidence[2].reason.startswith("genuine: answer 104.244.42.1")
-    assert [(p.frame, p.dir, p.forged) for p in f.ladder] == [(1, "c2s", False), (2, "s2c", True),
-                                                               (3, "s2c", False)]
+    assert [(p.frame, p.dir, p.forged) for p in f.ladder] == [
+        (1, "c2s", False),
+        (2, "s2c", True),
+        (3, "s2c", False),
+    ]
     assert f.ladder[0].summary == "DNS A? twitter.com"
     assert f.ladder[1].summary == "DNS A 8.7.198.45 ttl=60" and f.ladder[1].ttl == 64
     assert f.ladder[1].ipid == 31337
@@ -119,11 +175,13 @@ def test_gfw_race_forged_first_then_genuine() -> None:
 
 
 def test_multiple_answers_without_pool_uses_ttl() -> None:
-    (f,) = run([
-        (query("blocked.example.net"), 1.0),
-        (response("blocked.example.net", ["5.9.9.9"], ttl=110), 1.01),
-        (response("blocked.example.net", ["203.0.114.9"], ttl=52), 1.3),
-    ])
+    (f,) = run(
+        [
+            (query("blocked.example.net"), 1.0),
+            (response("blocked.example.net", ["5.9.9.9"], ttl=110), 1.01),
+            (response("blocked.example.net", ["203.0.114.9"], ttl=52), 1.3),
+        ]
+    )
     assert f.signals == ("multiple_answers", "ttl_mismatch")
     assert f.strength == pytest.approx(1 - 0.5 * 0.7)
     assert [p.forged for p in f.ladder] == [False, True, False]
@@ -147,46 +205,82 @@ def test_baseline_ipid_and_flags_and_genuine_first() -> None:
 
 
 def test_single_response_in_forged_pool() -> None:
-    (f,) = run([(query("www.youtube.com"), 1.0),
-                (response("www.youtube.com", ["243.185.187.39"]), 1.01)])
+    (f,) = run(
+        [(query("www.youtube.com"), 1.0), (response("www.youtube.com", ["243.185.187.39"]), 1.01)]
+    )
     assert "forged_address_pool" in f.signals and "multiple_answers" not in f.signals
     assert "bogon_answer" in f.signals  # 240/4 is also reserved space
     assert f.strength >= 0.6
 
 
 def test_company_range_scoped_by_name() -> None:
-    (f,) = run([(query("www.google.com"), 1.0),
-                (response("www.google.com", ["157.240.12.35"]), 1.01)])
+    (f,) = run(
+        [(query("www.google.com"), 1.0), (response("www.google.com", ["157.240.12.35"]), 1.01)]
+    )
     assert f.signals == ("forged_address_pool",)
-    assert run([(query("www.facebook.com"), 1.0),
-                (response("www.facebook.com", ["157.240.12.35"]), 1.01)]) == []
-    assert run([(query("facebook.example"), 1.0),
-                (response("facebook.example", ["157.240.12.35"], cname="star.c10r.facebook.com"), 1.01)]) == []
+    assert (
+        run(
+            [
+                (query("www.facebook.com"), 1.0),
+                (response("www.facebook.com", ["157.240.12.35"]), 1.01),
+            ]
+        )
+        == []
+    )
+    assert (
+        run(
+            [
+                (query("facebook.example"), 1.0),
+                (
+                    response("facebook.example", ["157.240.12.35"], cname="star.c10r.facebook.com"),
+                    1.01,
+                ),
+            ]
+        )
+        == []
+    )
 
 
 def test_teredo_aaaa() -> None:
-    (f,) = run([(query("www.youtube.com", qtype="AAAA"), 1.0),
-                (response("www.youtube.com", ["2001::1f0d:4a5b"], rtype="AAAA", qtype="AAAA"), 1.01)])
+    (f,) = run(
+        [
+            (query("www.youtube.com", qtype="AAAA"), 1.0),
+            (response("www.youtube.com", ["2001::1f0d:4a5b"], rtype="AAAA", qtype="AAAA"), 1.01),
+        ]
+    )
     assert f.signals == ("forged_address_pool",)
     assert "(Teredo 2001::/32)" in f.evidence[1].reason
-    assert run([(query("teredo.ipv6.microsoft.com", qtype="AAAA"), 1.0),
-                (response("teredo.ipv6.microsoft.com", ["2001::1"], rtype="AAAA", qtype="AAAA"), 1.01)]) == []
+    assert (
+        run(
+            [
+                (query("teredo.ipv6.microsoft.com", qtype="AAAA"), 1.0),
+                (
+                    response("teredo.ipv6.microsoft.com", ["2001::1"], rtype="AAAA", qtype="AAAA"),
+                    1.01,
+                ),
+            ]
+        )
+        == []
+    )
 
 
 def test_bogon_alone_is_weak_and_says_so() -> None:
-    (f,) = run([(query("www.example.com"), 1.0),
-                (response("www.example.com", ["10.10.34.35"]), 1.01)])
+    (f,) = run(
+        [(query("www.example.com"), 1.0), (response("www.example.com", ["10.10.34.35"]), 1.01)]
+    )
     assert f.signals == ("bogon_answer",)
     assert f.strength <= 0.2
     assert any("not proof" in n for n in f.notes)
 
 
 def test_malformed_forged_response() -> None:
-    (f,) = run([
-        (query("www.bbc.com"), 1.0),
-        (response("www.bbc.com", ["5.6.7.8"], extra=b"\x07\x07\x07"), 1.01),
-        (response("www.bbc.com", ["151.101.0.81"]), 1.2),
-    ])
+    (f,) = run(
+        [
+            (query("www.bbc.com"), 1.0),
+            (response("www.bbc.com", ["5.6.7.8"], extra=b"\x07\x07\x07"), 1.01),
+            (response("www.bbc.com", ["151.101.0.81"]), 1.2),
+        ]
+    )
     assert f.signals == ("multiple_answers", "malformed_answer")
     assert "malformed (trailing_bytes)" in f.evidence[1].reason
 
@@ -195,11 +289,13 @@ def test_answer_from_non_resolver_with_icmp() -> None:
     host = "203.208.50.1"
     q = query("www.google.com", dst=host)
     err = IP(src=host, dst=CLIENT, ttl=50) / ICMP(type=3, code=3) / bytes(q)[:28]
-    (f,) = run([
-        (q, 1.0),
-        (response("www.google.com", ["66.6.6.6"], src=host, ttl=90), 1.01),
-        (err, 1.05),
-    ])
+    (f,) = run(
+        [
+            (q, 1.0),
+            (response("www.google.com", ["66.6.6.6"], src=host, ttl=90), 1.01),
+            (err, 1.05),
+        ]
+    )
     assert f.signals == ("answer_from_non_resolver",)
     assert f.server == "203.208.50.1:53"
     assert [e.frame for e in f.evidence] == [1, 2, 3]
@@ -208,20 +304,83 @@ def test_answer_from_non_resolver_with_icmp() -> None:
     assert [p.forged for p in f.ladder] == [False, True, False]
 
 
+def test_host_unreachable_from_router_with_answer() -> None:
+    host = "203.208.50.2"
+    q = query("www.google.com", dst=host)
+    err = IP(src="10.0.0.1", dst=CLIENT, ttl=254) / ICMP(type=3, code=1) / bytes(q)[:28]
+    (f,) = run([(q, 1.0), (response("www.google.com", ["66.6.6.7"], src=host), 1.01), (err, 1.5)])
+    assert f.signals == ("answer_from_non_resolver",)
+    assert "(code 1) from 10.0.0.1" in f.evidence[2].reason
+
+
+def test_restarted_server_is_not_a_non_resolver() -> None:
+    # Port unreachable for the first transmission, the retransmission is answered.
+    host = "192.0.2.53"
+    q = query("a.example.com", dst=host)
+    err = IP(src=host, dst=CLIENT) / ICMP(type=3, code=3) / bytes(q)[:28]
+    assert (
+        run(
+            [
+                (q, 1.0),
+                (err, 1.01),
+                (q, 2.0),
+                (response("a.example.com", ["93.184.216.34"], src=host), 2.01),
+            ]
+        )
+        == []
+    )
+
+
+def test_port_unreachable_from_someone_else_is_ignored() -> None:
+    host = "192.0.2.54"
+    q = query("b.example.com", dst=host)
+    err = IP(src="192.0.2.99", dst=CLIENT) / ICMP(type=3, code=3) / bytes(q)[:28]
+    assert (
+        run([(q, 1.0), (response("b.example.com", ["93.184.216.35"], src=host), 1.01), (err, 1.02)])
+        == []
+    )
+
+
 def test_tcp_forged_pool_answer() -> None:
     def framed(dns: Any) -> bytes:
         raw = bytes(dns)
         return struct.pack("!H", len(raw)) + raw
 
     q = framed(DNS(id=7, rd=1, qd=[DNSQR(qname="www.twitter.com")]))
-    r = framed(DNS(id=7, qr=1, rd=1, ra=1, qd=[DNSQR(qname="www.twitter.com")],
-                   an=[DNSRR(rrname="www.twitter.com", rdata="93.46.8.89")]))
+    r = framed(
+        DNS(
+            id=7,
+            qr=1,
+            rd=1,
+            ra=1,
+            qd=[DNSQR(qname="www.twitter.com")],
+            an=[DNSRR(rrname="www.twitter.com", rdata="93.46.8.89")],
+        )
+    )
     layers = [
         (IP(src=CLIENT, dst=RESOLVER) / TCP(sport=45000, dport=53, flags="S", seq=99), 1.0),
-        (IP(src=RESOLVER, dst=CLIENT) / TCP(sport=53, dport=45000, flags="SA", seq=499, ack=100), 1.01),
-        (IP(src=CLIENT, dst=RESOLVER) / TCP(sport=45000, dport=53, flags="PA", seq=100, ack=500) / q, 1.02),
-        (IP(src=RESOLVER, dst=CLIENT) / TCP(sport=53, dport=45000, flags="PA", seq=500, ack=100 + len(q)) / r[:7], 1.03),
-        (IP(src=RESOLVER, dst=CLIENT) / TCP(sport=53, dport=45000, flags="PA", seq=507, ack=100 + len(q)) / r[7:], 1.04),
+        (
+            IP(src=RESOLVER, dst=CLIENT) / TCP(sport=53, dport=45000, flags="SA", seq=499, ack=100),
+            1.01,
+        ),
+        (
+            IP(src=CLIENT, dst=RESOLVER)
+            / TCP(sport=45000, dport=53, flags="PA", seq=100, ack=500)
+            / q,
+            1.02,
+        ),
+        (
+            IP(src=RESOLVER, dst=CLIENT)
+            / TCP(sport=53, dport=45000, flags="PA", seq=500, ack=100 + len(q))
+            / r[:7],
+            1.03,
+        ),
+        (
+            IP(src=RESOLVER, dst=CLIENT)
+            / TCP(sport=53, dport=45000, flags="PA", seq=507, ack=100 + len(q))
+            / r[7:],
+            1.04,
+        ),
     ]
     (f,) = run(layers)
     assert f.proto == "tcp" and f.signals == ("forged_address_pool",)
@@ -242,37 +401,81 @@ def test_header_mismatches_on_lone_response_are_capped() -> None:
 
 # --- benign guards ----------------------------------------------------------------------------
 
+
 def test_cdn_rotation_two_resolvers() -> None:
-    assert run([
-        (query("www.cdn.example", txid=1, sport=40000), 1.0),
-        (query("www.cdn.example", txid=2, sport=40001, dst="1.1.1.1"), 1.0),
-        (response("www.cdn.example", ["23.1.1.1", "23.1.1.2"], txid=1, sport=40000, ttl=52), 1.02),
-        (response("www.cdn.example", ["104.16.0.9"], txid=2, sport=40001, src="1.1.1.1", ttl=58), 1.03),
-    ]) == []
+    assert (
+        run(
+            [
+                (query("www.cdn.example", txid=1, sport=40000), 1.0),
+                (query("www.cdn.example", txid=2, sport=40001, dst="1.1.1.1"), 1.0),
+                (
+                    response(
+                        "www.cdn.example", ["23.1.1.1", "23.1.1.2"], txid=1, sport=40000, ttl=52
+                    ),
+                    1.02,
+                ),
+                (
+                    response(
+                        "www.cdn.example",
+                        ["104.16.0.9"],
+                        txid=2,
+                        sport=40001,
+                        src="1.1.1.1",
+                        ttl=58,
+                    ),
+                    1.03,
+                ),
+            ]
+        )
+        == []
+    )
 
 
 def test_same_query_to_two_resolvers() -> None:
     # Same txid and source port to two resolvers (Windows does this); different TTLs and order.
-    assert run([
-        (query("kankan.example.com"), 1.0),
-        (query("kankan.example.com", dst="168.95.1.1"), 2.0),
-        (response("kankan.example.com", ["222.73.254.167", "222.73.254.113"], src="168.95.1.1", ttl=248), 2.01),
-        (response("kankan.example.com", ["222.73.254.113", "222.73.254.167"], ttl=48), 2.05),
-    ]) == []
+    assert (
+        run(
+            [
+                (query("kankan.example.com"), 1.0),
+                (query("kankan.example.com", dst="168.95.1.1"), 2.0),
+                (
+                    response(
+                        "kankan.example.com",
+                        ["222.73.254.167", "222.73.254.113"],
+                        src="168.95.1.1",
+                        ttl=248,
+                    ),
+                    2.01,
+                ),
+                (
+                    response("kankan.example.com", ["222.73.254.113", "222.73.254.167"], ttl=48),
+                    2.05,
+                ),
+            ]
+        )
+        == []
+    )
 
 
 def test_nxdomain_alone() -> None:
-    assert run([(query("nope.example.com"), 1.0),
-                (response("nope.example.com", [], rcode=3), 1.02)]) == []
+    assert (
+        run([(query("nope.example.com"), 1.0), (response("nope.example.com", [], rcode=3), 1.02)])
+        == []
+    )
 
 
 def test_retransmission_answered_twice_identically() -> None:
-    assert run([
-        (query("a.example.com"), 1.0),
-        (query("a.example.com"), 2.0),
-        (response("a.example.com", ["192.0.43.10"], ipid=10), 2.01),
-        (response("a.example.com", ["192.0.43.10"], ipid=11), 2.02),
-    ]) == []
+    assert (
+        run(
+            [
+                (query("a.example.com"), 1.0),
+                (query("a.example.com"), 2.0),
+                (response("a.example.com", ["192.0.43.10"], ipid=10), 2.01),
+                (response("a.example.com", ["192.0.43.10"], ipid=11), 2.02),
+            ]
+        )
+        == []
+    )
 
 
 def test_byte_identical_duplicates() -> None:
@@ -281,54 +484,90 @@ def test_byte_identical_duplicates() -> None:
 
 
 def test_single_normal_answer() -> None:
-    assert run([(query("g.whatsapp.net"), 1.0),
-                (response("g.whatsapp.net", ["157.240.1.53"]), 1.03)]) == []
+    assert (
+        run([(query("g.whatsapp.net"), 1.0), (response("g.whatsapp.net", ["157.240.1.53"]), 1.03)])
+        == []
+    )
 
 
 def test_single_normal_answer_against_baseline() -> None:
-    assert run(history() + [(query("x.example.org"), 20.0),
-                            (response("x.example.org", ["93.184.216.99"], ipid=106), 20.02)]) == []
+    assert (
+        run(
+            history()
+            + [
+                (query("x.example.org"), 20.0),
+                (response("x.example.org", ["93.184.216.99"], ipid=106), 20.02),
+            ]
+        )
+        == []
+    )
 
 
 def test_record_order_only() -> None:
-    assert run([
-        (query("multi.example.com"), 1.0),
-        (query("multi.example.com"), 2.0),
-        (response("multi.example.com", ["1.1.1.1", "2.2.2.2", "3.3.3.3"]), 2.01),
-        (response("multi.example.com", ["3.3.3.3", "1.1.1.1", "2.2.2.2"]), 2.02),
-    ]) == []
+    assert (
+        run(
+            [
+                (query("multi.example.com"), 1.0),
+                (query("multi.example.com"), 2.0),
+                (response("multi.example.com", ["1.1.1.1", "2.2.2.2", "3.3.3.3"]), 2.01),
+                (response("multi.example.com", ["3.3.3.3", "1.1.1.1", "2.2.2.2"]), 2.02),
+            ]
+        )
+        == []
+    )
 
 
 def test_private_answers_for_internal_names() -> None:
-    for name in ("printer.local", "nas.home.arpa", "db.corp.internal", "router", "gw.lan",
-                 "4.3.2.10.in-addr.arpa"):
+    for name in (
+        "printer.local",
+        "nas.home.arpa",
+        "db.corp.internal",
+        "router",
+        "gw.lan",
+        "4.3.2.10.in-addr.arpa",
+    ):
         assert run([(query(name), 1.0), (response(name, ["192.168.1.5"]), 1.01)]) == [], name
 
 
 def test_rotation_between_retransmissions_overlapping() -> None:
-    assert run([
-        (query("rr.example.com"), 1.0),
-        (query("rr.example.com"), 2.0),
-        (response("rr.example.com", ["1.1.1.1", "2.2.2.2"]), 2.01),
-        (response("rr.example.com", ["2.2.2.2", "3.3.3.3"]), 2.02),
-    ]) == []
+    assert (
+        run(
+            [
+                (query("rr.example.com"), 1.0),
+                (query("rr.example.com"), 2.0),
+                (response("rr.example.com", ["1.1.1.1", "2.2.2.2"]), 2.01),
+                (response("rr.example.com", ["2.2.2.2", "3.3.3.3"]), 2.02),
+            ]
+        )
+        == []
+    )
 
 
 def test_servfail_then_answer() -> None:
-    assert run([
-        (query("slow.example.com"), 1.0),
-        (response("slow.example.com", [], rcode=2), 1.5),
-        (query("slow.example.com"), 2.0),
-        (response("slow.example.com", ["5.5.5.5"]), 2.1),
-    ]) == []
+    assert (
+        run(
+            [
+                (query("slow.example.com"), 1.0),
+                (response("slow.example.com", [], rcode=2), 1.5),
+                (query("slow.example.com"), 2.0),
+                (response("slow.example.com", ["5.5.5.5"]), 2.1),
+            ]
+        )
+        == []
+    )
 
 
 def test_truncated_then_full() -> None:
-    assert run([
-        (query("big.example.com"), 1.0),
-        (response("big.example.com", [], tc=1), 1.01),
-        (response("big.example.com", ["6.6.6.6"]), 1.02),
-    ]) == []
+    assert (
+        run(
+            [
+                (query("big.example.com"), 1.0),
+                (response("big.example.com", [], tc=1), 1.01),
+                (response("big.example.com", ["6.6.6.6"]), 1.02),
+            ]
+        )
+        == []
+    )
 
 
 def test_no_response_no_finding() -> None:
@@ -336,6 +575,7 @@ def test_no_response_no_finding() -> None:
 
 
 # --- vocabulary, pool, determinism ----------------------------------------------------------
+
 
 def test_signals_documented_and_weighted() -> None:
     assert set(SIGNALS) == set(WEIGHTS)
@@ -347,12 +587,21 @@ def test_pool_file_contents() -> None:
     text = resources.files("analyzer").joinpath("data/gfw_dns_forged_ips.txt").read_text("utf-8")
     assert "Compiled 2026-" in text and "GFWatch" in text and "Farnan" in text
     pool = default_pool()
-    for addr in ("8.7.198.45", "37.61.54.158", "46.82.174.68", "59.24.3.173", "78.16.49.15",
-                 "93.46.8.89", "159.106.121.75", "203.98.7.65", "243.185.187.39"):
-        assert pool.match(ip4(addr), ["anything.example"]) is not None, addr
-    assert pool.match(ip4("8.8.8.8"), ["dns.google"]) is None
-    assert pool.match(ip4("162.125.1.1"), ["www.dropbox.com"]) is None
-    assert pool.match(ip4("162.125.1.1"), ["www.google.com"]) is not None
+    for addr in (
+        "8.7.198.45",
+        "37.61.54.158",
+        "46.82.174.68",
+        "59.24.3.173",
+        "78.16.49.15",
+        "93.46.8.89",
+        "159.106.121.75",
+        "203.98.7.65",
+        "243.185.187.39",
+    ):
+        assert pool.match(ip4(addr), ("anything.example",)) is not None, addr
+    assert pool.match(ip4("8.8.8.8"), ("dns.google",)) is None
+    assert pool.match(ip4("162.125.1.1"), ("www.dropbox.com",)) is None
+    assert pool.match(ip4("162.125.1.1"), ("www.google.com",)) is not None
     custom = parse_pool("# c\n1.2.3.0/24 owner=a.example\n\n5.5.5.5\n")
     assert len(custom.entries) == 2 and custom.entries[0].owners == ("a.example",)
 
@@ -378,6 +627,7 @@ def test_deterministic() -> None:
 
 # --- real captures ----------------------------------------------------------------------------
 
+
 def capture_findings(name: str) -> tuple[list[Finding], int]:
     path = CAPTURES / name
     if not path.exists():
@@ -388,13 +638,16 @@ def capture_findings(name: str) -> tuple[list[Finding], int]:
         for batch in reader.batches():
             for i in range(len(batch)):
                 try:
-                    p = decode_frame(batch.buf, batch.offsets[i], batch.caplens[i], batch.linktypes[i])
+                    p = decode_frame(
+                        batch.buf, batch.offsets[i], batch.caplens[i], batch.linktypes[i]
+                    )
                 except DecodeError:
                     continue
                 p.frame = batch.first_frame + i
                 p.ts = batch.ts[i]
-                if (p.proto in (IPPROTO_UDP, IPPROTO_TCP) and 53 in (p.sport, p.dport)) or \
-                        p.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+                if (
+                    p.proto in (IPPROTO_UDP, IPPROTO_TCP) and 53 in (p.sport, p.dport)
+                ) or p.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
                     t.on_packet(p)
     txns = t.flush()
     out: list[Finding] = []

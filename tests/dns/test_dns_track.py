@@ -1,4 +1,5 @@
 """DNS transaction tracker on packets built with scapy (UDP, TCP with length prefix, ICMP)."""
+
 from __future__ import annotations
 
 import struct
@@ -11,7 +12,14 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
 from analyzer.config import Thresholds
-from analyzer.decode.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet, decode_frame
+from analyzer.decode.packet import (
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    Packet,
+    decode_frame,
+)
 from analyzer.sources.files import open_reader
 from analyzer.status import DecodeError
 from analyzer.track.dns import DnsTracker, DnsTransaction
@@ -34,21 +42,40 @@ def decode(layer: Any, frame: int, ts: float) -> Packet:
     return p
 
 
-def query(qname: str = "g.whatsapp.net", txid: int = 0x1111, qtype: str = "A",
-          sport: int = 40000, dst: str = RESOLVER) -> Any:
-    return (IP(src=CLIENT, dst=dst, ttl=64, id=100)
-            / UDP(sport=sport, dport=53)
-            / DNS(id=txid, rd=1, qd=[DNSQR(qname=qname, qtype=qtype)]))
+def query(
+    qname: str = "g.whatsapp.net",
+    txid: int = 0x1111,
+    qtype: str = "A",
+    sport: int = 40000,
+    dst: str = RESOLVER,
+) -> Any:
+    return (
+        IP(src=CLIENT, dst=dst, ttl=64, id=100)
+        / UDP(sport=sport, dport=53)
+        / DNS(id=txid, rd=1, qd=[DNSQR(qname=qname, qtype=qtype)])
+    )
 
 
-def response(addrs: list[str], qname: str = "g.whatsapp.net", txid: int = 0x1111,
-             sport: int = 40000, src: str = RESOLVER, ttl: int = 52, ipid: int = 7,
-             df: bool = True, rcode: int = 0, aa: int = 0) -> Any:
+def response(
+    addrs: list[str],
+    qname: str = "g.whatsapp.net",
+    txid: int = 0x1111,
+    sport: int = 40000,
+    src: str = RESOLVER,
+    ttl: int = 52,
+    ipid: int = 7,
+    df: bool = True,
+    rcode: int = 0,
+    aa: int = 0,
+) -> Any:
     an = [DNSRR(rrname=qname, type="A", ttl=60, rdata=a) for a in addrs]
-    return (IP(src=src, dst=CLIENT, ttl=ttl, id=ipid, flags="DF" if df else 0)
-            / UDP(sport=53, dport=sport)
-            / DNS(id=txid, qr=1, rd=1, ra=1, aa=aa, rcode=rcode,
-                  qd=[DNSQR(qname=qname, qtype="A")], an=an))
+    return (
+        IP(src=src, dst=CLIENT, ttl=ttl, id=ipid, flags="DF" if df else 0)
+        / UDP(sport=53, dport=sport)
+        / DNS(
+            id=txid, qr=1, rd=1, ra=1, aa=aa, rcode=rcode, qd=[DNSQR(qname=qname, qtype="A")], an=an
+        )
+    )
 
 
 def test_query_and_response() -> None:
@@ -108,8 +135,11 @@ def test_transactions_are_keyed_by_server_txid_and_port() -> None:
 def test_response_without_question_matches_by_txid() -> None:
     t = DnsTracker()
     t.on_packet(decode(query(), 1, 1.0))
-    bare = (IP(src=RESOLVER, dst=CLIENT, ttl=52) / UDP(sport=53, dport=40000)
-            / DNS(id=0x1111, qr=1, qd=[], an=[DNSRR(rrname="g.whatsapp.net", rdata="1.2.3.4")]))
+    bare = (
+        IP(src=RESOLVER, dst=CLIENT, ttl=52)
+        / UDP(sport=53, dport=40000)
+        / DNS(id=0x1111, qr=1, qd=[], an=[DNSRR(rrname="g.whatsapp.net", rdata="1.2.3.4")])
+    )
     t.on_packet(decode(bare, 2, 1.1))
     (txn,) = t.flush()
     assert txn.query is not None and len(txn.responses) == 1
@@ -147,10 +177,19 @@ def test_names_for_is_bounded_lru() -> None:
 
 def test_names_for_includes_cname_owner() -> None:
     t = DnsTracker()
-    pkt = (IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=40000)
-           / DNS(id=1, qr=1, qd=[DNSQR(qname="web.whatsapp.com")],
-                 an=[DNSRR(rrname="web.whatsapp.com", type="CNAME", rdata="mmx-ds.cdn.whatsapp.net"),
-                     DNSRR(rrname="mmx-ds.cdn.whatsapp.net", rdata="157.240.2.2")]))
+    pkt = (
+        IP(src=RESOLVER, dst=CLIENT)
+        / UDP(sport=53, dport=40000)
+        / DNS(
+            id=1,
+            qr=1,
+            qd=[DNSQR(qname="web.whatsapp.com")],
+            an=[
+                DNSRR(rrname="web.whatsapp.com", type="CNAME", rdata="mmx-ds.cdn.whatsapp.net"),
+                DNSRR(rrname="mmx-ds.cdn.whatsapp.net", rdata="157.240.2.2"),
+            ],
+        )
+    )
     t.on_packet(decode(pkt, 1, 1.0))
     assert t.names_for(ip4("157.240.2.2")) == ("web.whatsapp.com", "mmx-ds.cdn.whatsapp.net")
 
@@ -159,7 +198,9 @@ def test_baseline_snapshot() -> None:
     t = DnsTracker()
     assert t.baseline_for(ip4(RESOLVER)) is None
     for i in range(4):
-        t.on_packet(decode(response(["1.1.1.1"], txid=i, ttl=52 if i < 3 else 53, ipid=10 + i), i, 1.0))
+        t.on_packet(
+            decode(response(["1.1.1.1"], txid=i, ttl=52 if i < 3 else 53, ipid=10 + i), i, 1.0)
+        )
     b = t.baseline_for(ip4(RESOLVER))
     assert b is not None
     assert b.responses == 4 and dict(b.ttls) == {52: 3, 53: 1}
@@ -183,11 +224,17 @@ def test_icmp_port_unreachable_is_attached() -> None:
 
 def test_qr_mismatch_malformed_and_fragments() -> None:
     t = DnsTracker()
-    odd = IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=40000) / DNS(id=5, qr=0, qd=[DNSQR(qname="x.example")])
+    odd = (
+        IP(src=RESOLVER, dst=CLIENT)
+        / UDP(sport=53, dport=40000)
+        / DNS(id=5, qr=0, qd=[DNSQR(qname="x.example")])
+    )
     t.on_packet(decode(odd, 1, 1.0))
     junk = IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=40000) / b"\x01\x02\x03"
     t.on_packet(decode(junk, 2, 1.0))
-    frag = decode(IP(src=RESOLVER, dst=CLIENT, flags="MF") / UDP(sport=53, dport=40000) / (b"x" * 40), 3, 1.0)
+    frag = decode(
+        IP(src=RESOLVER, dst=CLIENT, flags="MF") / UDP(sport=53, dport=40000) / (b"x" * 40), 3, 1.0
+    )
     t.on_packet(frag)
     (txn,) = t.flush()
     assert "qr_mismatch" in txn.responses[0].anomalies
@@ -197,10 +244,21 @@ def test_qr_mismatch_malformed_and_fragments() -> None:
 def test_ipv6_udp() -> None:
     t = DnsTracker()
     c6, s6 = "2001:db8::2", "2001:4860:4860::8888"
-    q = IPv6(src=c6, dst=s6) / UDP(sport=5555, dport=53) / DNS(id=9, qd=[DNSQR(qname="a.example", qtype="AAAA")])
-    r = (IPv6(src=s6, dst=c6, hlim=57) / UDP(sport=53, dport=5555)
-         / DNS(id=9, qr=1, qd=[DNSQR(qname="a.example", qtype="AAAA")],
-               an=[DNSRR(rrname="a.example", type="AAAA", rdata="2606:4700::1")]))
+    q = (
+        IPv6(src=c6, dst=s6)
+        / UDP(sport=5555, dport=53)
+        / DNS(id=9, qd=[DNSQR(qname="a.example", qtype="AAAA")])
+    )
+    r = (
+        IPv6(src=s6, dst=c6, hlim=57)
+        / UDP(sport=53, dport=5555)
+        / DNS(
+            id=9,
+            qr=1,
+            qd=[DNSQR(qname="a.example", qtype="AAAA")],
+            an=[DNSRR(rrname="a.example", type="AAAA", rdata="2606:4700::1")],
+        )
+    )
     t.on_packet(decode(q, 1, 1.0))
     t.on_packet(decode(r, 2, 1.1))
     (txn,) = t.flush()
@@ -210,12 +268,18 @@ def test_ipv6_udp() -> None:
 
 # --- TCP --------------------------------------------------------------------------------------
 
-def tcp_segments(src: str, dst: str, sport: int, dport: int, isn: int, chunks: list[bytes],
-                 ttl: int = 64) -> Iterator[Any]:
+
+def tcp_segments(
+    src: str, dst: str, sport: int, dport: int, isn: int, chunks: list[bytes], ttl: int = 64
+) -> Iterator[Any]:
     yield IP(src=src, dst=dst, ttl=ttl) / TCP(sport=sport, dport=dport, flags="S", seq=isn)
     seq = isn + 1
     for c in chunks:
-        yield IP(src=src, dst=dst, ttl=ttl) / TCP(sport=sport, dport=dport, flags="PA", seq=seq, ack=1) / c
+        yield (
+            IP(src=src, dst=dst, ttl=ttl)
+            / TCP(sport=sport, dport=dport, flags="PA", seq=seq, ack=1)
+            / c
+        )
         seq += len(c)
 
 
@@ -228,8 +292,22 @@ def test_tcp_split_and_coalesced_messages() -> None:
     t = DnsTracker()
     q1 = framed(DNS(id=1, rd=1, qd=[DNSQR(qname="a.example")]))
     q2 = framed(DNS(id=2, rd=1, qd=[DNSQR(qname="b.example")]))
-    r1 = framed(DNS(id=1, qr=1, qd=[DNSQR(qname="a.example")], an=[DNSRR(rrname="a.example", rdata="1.1.1.1")]))
-    r2 = framed(DNS(id=2, qr=1, qd=[DNSQR(qname="b.example")], an=[DNSRR(rrname="b.example", rdata="2.2.2.2")]))
+    r1 = framed(
+        DNS(
+            id=1,
+            qr=1,
+            qd=[DNSQR(qname="a.example")],
+            an=[DNSRR(rrname="a.example", rdata="1.1.1.1")],
+        )
+    )
+    r2 = framed(
+        DNS(
+            id=2,
+            qr=1,
+            qd=[DNSQR(qname="b.example")],
+            an=[DNSRR(rrname="b.example", rdata="2.2.2.2")],
+        )
+    )
     # client: prefix split after 1 byte, then rest of q1 + whole q2 in one segment
     c2s = [q1[:1], q1[1:] + q2]
     # server: r1 split in three, r2 in two, the boundary mid-message
@@ -258,7 +336,14 @@ def test_tcp_split_and_coalesced_messages() -> None:
 
 def test_tcp_retransmitted_segment_is_ignored() -> None:
     t = DnsTracker()
-    r = framed(DNS(id=3, qr=1, qd=[DNSQR(qname="c.example")], an=[DNSRR(rrname="c.example", rdata="3.3.3.3")]))
+    r = framed(
+        DNS(
+            id=3,
+            qr=1,
+            qd=[DNSQR(qname="c.example")],
+            an=[DNSRR(rrname="c.example", rdata="3.3.3.3")],
+        )
+    )
     segs = list(tcp_segments(RESOLVER, CLIENT, 53, 40002, 7000, [r[:10], r[10:]]))
     for i, layer in enumerate([segs[0], segs[1], segs[1], segs[2], segs[2]]):
         t.on_packet(decode(layer, i + 1, 1.0))
@@ -268,7 +353,14 @@ def test_tcp_retransmitted_segment_is_ignored() -> None:
 
 def test_tcp_gap_resynchronises() -> None:
     t = DnsTracker()
-    r = framed(DNS(id=4, qr=1, qd=[DNSQR(qname="d.example")], an=[DNSRR(rrname="d.example", rdata="4.4.4.4")]))
+    r = framed(
+        DNS(
+            id=4,
+            qr=1,
+            qd=[DNSQR(qname="d.example")],
+            an=[DNSRR(rrname="d.example", rdata="4.4.4.4")],
+        )
+    )
     segs = list(tcp_segments(RESOLVER, CLIENT, 53, 40003, 9000, [r[:10], r[10:], r]))
     # lose the middle segment: the partial message is dropped, the next one parses
     for i, layer in enumerate([segs[0], segs[1], segs[3]]):
@@ -279,6 +371,7 @@ def test_tcp_gap_resynchronises() -> None:
 
 # --- real captures ----------------------------------------------------------------------------
 
+
 def feed_capture(path: Path, tracker: DnsTracker) -> list[DnsTransaction]:
     if not path.exists():
         pytest.skip(f"{path.name} not available")
@@ -287,13 +380,16 @@ def feed_capture(path: Path, tracker: DnsTracker) -> list[DnsTransaction]:
         for batch in reader.batches():
             for i in range(len(batch)):
                 try:
-                    p = decode_frame(batch.buf, batch.offsets[i], batch.caplens[i], batch.linktypes[i])
+                    p = decode_frame(
+                        batch.buf, batch.offsets[i], batch.caplens[i], batch.linktypes[i]
+                    )
                 except DecodeError:
                     continue
                 p.frame = batch.first_frame + i
                 p.ts = batch.ts[i]
-                if (p.proto in (IPPROTO_UDP, IPPROTO_TCP) and 53 in (p.sport, p.dport)) or \
-                        p.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+                if (
+                    p.proto in (IPPROTO_UDP, IPPROTO_TCP) and 53 in (p.sport, p.dport)
+                ) or p.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
                     tracker.on_packet(p)
     return tracker.flush()
 
@@ -301,7 +397,9 @@ def feed_capture(path: Path, tracker: DnsTracker) -> list[DnsTransaction]:
 @pytest.mark.public
 def test_zeek_two_identical_responses() -> None:
     t = DnsTracker()
-    (txn,) = feed_capture(CAPTURES / "zeek__zeek__testing__btest__Traces__dns-two-responses.pcap", t)
+    (txn,) = feed_capture(
+        CAPTURES / "zeek__zeek__testing__btest__Traces__dns-two-responses.pcap", t
+    )
     assert txn.qname == "www.cmu.edu"
     assert [r.frame for r in txn.responses] == [2, 3]
     assert txn.responses[0].fingerprint == txn.responses[1].fingerprint

@@ -18,6 +18,9 @@ Behaviours (per scenario, from a JSON :class:`CensorConfig`):
                  and the genuine answer is held ``real_answer_delay_ms`` so it loses the race.
 * ``blockpage``  drop the HTTP request, inject an HTTP 403 page (+FIN) to the client and a
                  RST to the server.
+* ``throttle``   after a matching ClientHello, police the flow's server->client packets
+                 with a token bucket (``rate_kbps``, ``burst_bytes``); excess is dropped,
+                 like the 2021 Twitter throttling in Russia.
 * residual state: after a trigger, new TCP SYNs from the same client to the same
   server:port within ``residual_seconds`` get a forged RST/ACK (or are dropped).
 * link emulation: ``delay_ms`` hold for every forwarded packet and ``loss`` share dropped
@@ -65,7 +68,7 @@ class RstSpec:
 class Rule:
     name: str
     match: str                  # sni | quic_sni | http_host | dns_name | ip | openvpn | wireguard
-    action: str                 # rst | drop | dns_inject | blockpage
+    action: str                 # rst | drop | dns_inject | blockpage | throttle
     pattern: str = ""           # regex, full match, case-insensitive (names)
     addrs: list[str] = field(default_factory=list)   # server addresses/CIDRs (ip rule / filter)
     ports: list[int] = field(default_factory=list)   # server ports (empty: any)
@@ -80,6 +83,8 @@ class Rule:
     ip_ttl: int = 101           # IP TTL of forged DNS answers / blockpages
     ip_id: Optional[int] = None
     real_answer_delay_ms: float = 0.0
+    rate_kbps: float = 0.0      # throttle: policer rate for server->client packets
+    burst_bytes: int = 16384    # throttle: policer bucket size
     blockpage: str = ("<html><head><title>403 Forbidden</title></head><body>"
                       "<h1>Access to this site is restricted</h1></body></html>")
 
@@ -112,7 +117,8 @@ class CensorConfig:
 
 class Flow:
     __slots__ = ("proto", "client", "cport", "server", "sport", "client_next", "server_next",
-                 "blocked_until", "hold_from_server_ms", "triggered", "residual_hit")
+                 "blocked_until", "hold_from_server_ms", "triggered", "residual_hit",
+                 "police_rate", "police_burst", "tokens", "tokens_ts")
 
     def __init__(self, proto: int, client: str, cport: int, server: str, sport: int) -> None:
         self.proto, self.client, self.cport, self.server, self.sport = (proto, client, cport,
@@ -123,6 +129,10 @@ class Flow:
         self.hold_from_server_ms = 0.0
         self.triggered: list[str] = []
         self.residual_hit = False
+        self.police_rate = 0.0  # bytes per second, 0: not policed
+        self.police_burst = 0.0
+        self.tokens = 0.0
+        self.tokens_ts = 0.0
 
     def desc(self) -> str:
         return f"{'tcp' if self.proto == 6 else 'udp'} {self.client}:{self.cport} > {self.server}:{self.sport}"
@@ -268,6 +278,15 @@ class Censor:
                     return "drop", 0.0, post
                 break
 
+        if not c2s and flow.police_rate > 0:
+            flow.tokens = min(flow.police_burst,
+                              flow.tokens + (now - flow.tokens_ts) * flow.police_rate)
+            flow.tokens_ts = now
+            if len(ip.raw) > flow.tokens:
+                self.log("police_drop", flow, bytes=len(ip.raw))
+                return "drop", 0.0, post
+            flow.tokens -= len(ip.raw)
+
         hold = 0.0
         if not c2s and flow.hold_from_server_ms:
             hold = flow.hold_from_server_ms
@@ -368,6 +387,11 @@ class Censor:
             return ("accept" if rule.pass_trigger else "drop"), callbacks
         if rule.action == "drop":
             return "drop", []
+        if rule.action == "throttle":
+            flow.police_rate = rule.rate_kbps * 1000 / 8
+            flow.police_burst = flow.tokens = float(rule.burst_bytes)
+            flow.tokens_ts = self.clock()
+            return "accept", []
         if rule.action == "blockpage":
             flow.blocked_until = max(flow.blocked_until, self.clock() + 30.0)
             body = rule.blockpage.encode()

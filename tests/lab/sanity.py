@@ -261,6 +261,35 @@ def c_quic(ps: list[Pkt], probs: list[str]) -> None:
         probs.append("server answered")
 
 
+def _download(ps: list[Pkt], server: str) -> tuple[int, float]:
+    """(payload bytes, seconds from SYN/ACK to the server's FIN) of the download from server."""
+    data = [p for p in ps if p.src == server and p.proto == 6]
+    start = next((p.ts for p in data if p.flags & SYN), None)
+    end = next((p.ts for p in data if p.flags & FIN), None)
+    if start is None or end is None:
+        return 0, 0.0
+    return sum(len(p.data) for p in data), end - start
+
+
+def c_throttle(ps: list[Pkt], probs: list[str]) -> None:
+    b1, t1 = _download(ps, OTHER_IP)
+    b2, t2 = _download(ps, WA_IP1)
+    if b1 < 49152 or b2 < 49152:
+        probs.append(f"downloads incomplete: {b1} B from control, {b2} B from WhatsApp")
+    elif not t2 > 5 * t1:
+        probs.append(f"WhatsApp download ({t2:.3f}s) should be much slower than the control "
+                     f"({t1:.3f}s)")
+
+
+def c_slow(ps: list[Pkt], probs: list[str]) -> None:
+    b1, t1 = _download(ps, OTHER_IP)
+    b2, t2 = _download(ps, WA_IP1)
+    if b1 < 49152 or b2 < 49152:
+        probs.append(f"downloads incomplete: {b1} B, {b2} B")
+    elif not (0.5 < t2 / max(t1, 1e-6) < 2.0 and t1 > 0.2):
+        probs.append(f"both downloads should be equally slow: {t1:.3f}s vs {t2:.3f}s")
+
+
 CHECKS: dict[str, Callable[[list[Pkt], list[str]], None]] = {
     "whatsapp-clean-tls": c_clean,
     "rst-injection-whatsapp-sni": c_rst,
@@ -279,6 +308,8 @@ CHECKS: dict[str, Callable[[list[Pkt], list[str]], None]] = {
     "http-blockpage": c_blockpage,
     "icmp-admin-prohibited": c_icmp,
     "quic-sni-drop": c_quic,
+    "throttling-sni": c_throttle,
+    "benign-slow-link": c_slow,
 }
 
 

@@ -646,6 +646,43 @@ def s_quic(b: Bench) -> list[dict[str, Any]]:
     return [expect("drop", "quic_sni", "whatsapp", "udp", f"{WA_IP1}:443", "g.whatsapp.net")]
 
 
+@scenario("throttling-sni", "SNI-triggered throttling (policer) of a WhatsApp flow")
+def s_throttle(b: Bench) -> list[dict[str, Any]]:
+    """After a ClientHello with SNI g.whatsapp.net, the censor polices the server->client
+    direction of that flow to 256 kbit/s (token bucket, 16 KB burst; excess packets dropped,
+    as in the 2021 throttling of Twitter in Russia).  A 48 KB download from 157.240.1.53
+    therefore crawls with losses and retransmissions, while the same download from
+    203.0.113.80 (SNI www.example.com) right before it runs at full speed."""
+    cfg = CensorConfig(rules=[Rule(name="sni-throttle", match="sni", action="throttle",
+                                   pattern=WA_PATTERN, ports=[443], rate_kbps=256,
+                                   burst_bytes=16384)])
+    _std(b, cfg, body=49152)
+    b.dig("www.example.com")
+    ctl = b.tls(OTHER_IP, 443, "www.example.com", size=49152)
+    b.dig("g.whatsapp.net")
+    slow = b.tls(WA_IP1, 443, "g.whatsapp.net", size=49152, timeout=25)
+    assert ctl["ok"] and slow["ok"], (ctl, slow)
+    assert slow["seconds"] > 5 * ctl["seconds"], (ctl, slow)
+    return [expect("throttling", "sni", "whatsapp", "tcp", f"{WA_IP1}:443", "g.whatsapp.net")]
+
+
+@scenario("benign-slow-link", "Uniformly slow access link, tc tbf 1 Mbit/s (benign)",
+          benign=True)
+def s_slow(b: Bench) -> list[dict[str, Any]]:
+    """The router's client-facing link is rate-limited for everything with tc tbf (1 Mbit/s,
+    16 KB burst, 100 ms queue): 48 KB downloads from 203.0.113.80 and from 157.240.1.53
+    (SNI g.whatsapp.net) are equally slow.  Nothing is targeted, so nothing is throttling."""
+    b.lab.tbf("censor", "to-cli", rate="1mbit", burst="16kb", latency="100ms")
+    _std(b, body=49152)
+    b.dig("www.example.com")
+    r1 = b.tls(OTHER_IP, 443, "www.example.com", size=49152, timeout=15)
+    b.dig("g.whatsapp.net")
+    r2 = b.tls(WA_IP1, 443, "g.whatsapp.net", size=49152, timeout=15)
+    assert r1["ok"] and r2["ok"], (r1, r2)
+    b.real["shaping"] = "tc tbf on the router's client-facing veth"
+    return []
+
+
 # ======================================================================== runner
 
 @dataclass

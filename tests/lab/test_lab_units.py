@@ -132,7 +132,8 @@ def test_expect_check() -> None:
             "client": f"{C}:40000", "server": f"{S}:443", "domain": "G.whatsapp.net."}
     assert check({"verdicts": [good]}, truth) == []
     assert check({"verdicts": []}, truth)
-    assert check({"verdicts": [good, dict(good, technique="drop")]}, truth) == []
+    assert check({"verdicts": [good, dict(good, technique="drop")]}, truth)  # wrong technique
+    assert check({"verdicts": [good, dict(good, client=f"{C}:40001")]}, truth) == []
     assert check({"verdicts": [good, dict(good, server="157.240.2.53:443")]}, truth)
     assert check({"verdicts": [dict(good, trigger="ip")]}, truth)
     assert check({"verdicts": [dict(good, domain="x.whatsapp.net")]}, truth)
