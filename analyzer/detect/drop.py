@@ -128,11 +128,11 @@ def _tcp(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
         trig, what = Trigger.PROTOCOL, f"first {info.ident.app or info.ident.target.value} packet"
     else:
         trig, what = Trigger.UNKNOWN, "first data packet"
-    ev = [Evidence(copies[0][1], copies[0][3], f"{what} (trigger), never acknowledged", flow.input)]
+    evl = [Evidence(copies[0][1], copies[0][3], f"{what} (trigger), never acknowledged", flow.input)]
     for i, p in enumerate(copies[1:6]):
-        ev.append(Evidence(p[1], p[3], f"retransmission {i + 1} of the trigger, no answer", flow.input))
+        evl.append(Evidence(p[1], p[3], f"retransmission {i + 1} of the trigger, no answer", flow.input))
     strength = 0.55 + 0.05 * min(4, len(copies) - 1 - th.drop_min_retrans)
-    return [_finding(flow, info, trig, ("trigger_retransmitted",), tuple(ev), strength,
+    return [_finding(flow, info, trig, ("trigger_retransmitted",), tuple(evl), strength,
                      (f"{len(copies) - 1} retransmissions over {c.last_ts - copies[0][3]:.1f}s, "
                       "nothing from the server after the trigger",),
                      tcp_ladder(flow, sorted(flow.events), set()))]

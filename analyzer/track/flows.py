@@ -15,7 +15,7 @@ it is full (settings.max_flows).
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.config import Settings
 from analyzer.decode.packet import (
@@ -37,7 +37,19 @@ WINDOW_HISTORY = 8
 AFTER_RST_EVENTS = 24
 
 # Key packet tuple layout (plain tuples in the hot path, see STYLE rule 6):
-E_FRAME, E_TS, E_INPUT, E_DIR, E_FLAGS, E_SEQ, E_ACK, E_TTL, E_IPID, E_WIN, E_LEN, E_DF, E_KIND = range(13)
+E_FRAME: Final = 0
+E_TS: Final = 1
+E_INPUT: Final = 2
+E_DIR: Final = 3
+E_FLAGS: Final = 4
+E_SEQ: Final = 5
+E_ACK: Final = 6
+E_TTL: Final = 7
+E_IPID: Final = 8
+E_WIN: Final = 9
+E_LEN: Final = 10
+E_DF: Final = 11
+E_KIND: Final = 12
 # E_KIND: why the packet was kept
 K_HANDSHAKE, K_PAYLOAD, K_CLOSE, K_AFTER_RST, K_CONTEXT = range(5)
 
