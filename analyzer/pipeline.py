@@ -258,7 +258,9 @@ class Analyzer:
             self._finish_flow(flow)
         for txn in self.dns.flush():
             self._finish_dns(txn)
-        self.stats.flows_evicted = max(self.stats.flows_evicted, 0)
+        for reason, n in self.dns.decode_errors.items():
+            self.stats.skip(reason, n)
+        self.dns.decode_errors.clear()
         weak: list[Finding] = []
         verdicts = decide(self.findings, self.ctx, self.answered_ips, weak)
         self.stats.weak_findings += len(weak)

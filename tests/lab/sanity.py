@@ -170,8 +170,15 @@ def _udp_from(ps: list[Pkt], host: str, port: int) -> list[Pkt]:
     return [p for p in ps if p.proto == 17 and p.src == host and p.sport == port]
 
 
+def _control_ok(ps: list[Pkt], probs: list[str]) -> None:
+    if _synack_ttl(ps, VPN_IP, 443) is None:
+        probs.append("control connection to the VPN host's 443 did not work")
+
+
 def c_ovpn(ok: bool) -> Callable[[list[Pkt], list[str]], None]:
     def check(ps: list[Pkt], probs: list[str]) -> None:
+        if not ok:
+            _control_ok(ps, probs)
         resets = [p for p in _udp_to(ps, VPN_IP, 1194) if p.data[:1] == b"\x38"]
         back = _udp_from(ps, VPN_IP, 1194)
         if not resets:
@@ -186,6 +193,8 @@ def c_ovpn(ok: bool) -> Callable[[list[Pkt], list[str]], None]:
 
 def c_wg(ok: bool) -> Callable[[list[Pkt], list[str]], None]:
     def check(ps: list[Pkt], probs: list[str]) -> None:
+        if not ok:
+            _control_ok(ps, probs)
         inits = [p for p in _udp_to(ps, VPN_IP, 51820)
                  if len(p.data) == 148 and p.data[:4] == b"\x01\x00\x00\x00"]
         back = _udp_from(ps, VPN_IP, 51820)

@@ -112,7 +112,7 @@ class Bench:
     # ------------------------------------------------------------------ services
     def servers(self, tls_ports: tuple[int, ...] = (443, 5222, 8443),
                 http_ports: tuple[int, ...] = (80,), linger0: bool = False,
-                body: int = 2048) -> None:
+                body: int = 2048, host: str = "server") -> None:
         pki = self.pki()
         cmd = [sys.executable, "-m", "tests.lab.endpoints", "servers",
                "--tls-ports", ",".join(map(str, tls_ports)),
@@ -121,7 +121,7 @@ class Bench:
                "--body", body]
         if linger0:
             cmd.append("--linger0")
-        self.daemon("server", "servers", cmd, ready_text="READY")
+        self.daemon(host, f"servers-{host}", cmd, ready_text="READY")
         self.real["tls"] = "python ssl (OpenSSL) client and server, TLS 1.3, self-signed test CA"
 
     def _write_hosts(self, hosts: dict[str, list[str]]) -> None:
@@ -470,17 +470,22 @@ def s_residual_drop(b: Bench) -> list[dict[str, Any]]:
 
 @scenario("openvpn-handshake-drop", "OpenVPN handshake blocked by fingerprint (drop)")
 def s_ovpn_drop(b: Bench) -> list[dict[str, Any]]:
-    """A real OpenVPN 2.6 client (UDP, TLS mode) connects to 198.51.100.20:1194.  The censor
-    drops UDP datagrams whose first byte is 0x38 (P_CONTROL_HARD_RESET_CLIENT_V2, key id 0)
-    and then the whole flow; the client retransmits its hard reset, nothing comes back."""
+    """The client first reaches the VPN host over HTTPS (198.51.100.20:443 works: the address
+    is not blackholed), then a real OpenVPN 2.6 client (UDP, TLS mode) connects to
+    198.51.100.20:1194.  The censor drops UDP datagrams whose first byte is 0x38
+    (P_CONTROL_HARD_RESET_CLIENT_V2, key id 0) and then the whole flow; the client
+    retransmits its hard reset, nothing comes back."""
     cfg = CensorConfig(rules=[Rule(name="openvpn", match="openvpn", action="drop",
                                    drop_flow_seconds=60)])
     b.resolver()
+    b.servers(tls_ports=(443,), http_ports=(), host="vpn")
     if b.openvpn_available():
         b.openvpn_server()
     b.censor(cfg)
     b.begin()
     b.dig("vpn.example.net")
+    ctl = b.tls(VPN_IP, 443, "vpn.example.net")  # control: the host itself is reachable
+    assert ctl["ok"], ctl
     if b.openvpn_available():
         r = b.openvpn_client("Initialization Sequence Completed", seconds=5.0)
         assert not r["ok"], r
@@ -510,19 +515,23 @@ def s_ovpn_ok(b: Bench) -> list[dict[str, Any]]:
 
 @scenario("wireguard-handshake-drop", "WireGuard handshake blocked by fingerprint (drop)")
 def s_wg_drop(b: Bench) -> list[dict[str, Any]]:
-    """wireguard-go in the client and VPN namespaces; a ping through the tunnel makes the
-    client send a handshake initiation (UDP, 148 bytes, type 1 + 3 zero bytes) to
-    198.51.100.20:51820.  The censor drops it and the flow; wireguard-go retries after ~5 s
+    """The client first reaches the VPN host over HTTPS (198.51.100.20:443 works: the address
+    is not blackholed).  wireguard-go runs in the client and VPN namespaces; a ping through
+    the tunnel makes the client send a handshake initiation (UDP, 148 bytes, type 1 + 3 zero
+    bytes) to 198.51.100.20:51820.  The censor drops it and the flow; wireguard-go retries after ~5 s
     (REKEY_TIMEOUT), dropped again."""
     cfg = CensorConfig(rules=[Rule(name="wireguard", match="wireguard", action="drop",
                                    drop_flow_seconds=60)])
     b.resolver()
+    b.servers(tls_ports=(443,), http_ports=(), host="vpn")
     real = b.wireguard_available()
     if real:
         b.wireguard()
     b.censor(cfg)
     b.begin()
     b.dig("vpn.example.net")
+    ctl = b.tls(VPN_IP, 443, "vpn.example.net")  # control: the host itself is reachable
+    assert ctl["ok"], ctl
     if real:
         r = b.ping_tunnel(count=20, deadline=6)
         assert not r["ok"], r
