@@ -30,8 +30,9 @@ class Thresholds:
     drop_min_retrans: int = 2
     # SYNs (first + retransmissions) with no answer before a flow counts as unanswered.
     syn_min_attempts: int = 2
-    # Seconds without any answer after the last client packet before silence counts.
-    silence_seconds: float = 2.0
+    # Seconds between the client's first trigger/handshake packet and its last retransmission
+    # before silence counts (Linux retransmits after ~0.2-1 s, doubling).
+    silence_seconds: float = 1.0
     # --- residual blocking (detect/residual.py) ---
     # The GFW keeps residual state 60-180 s (Bock et al. 2020; Wang et al. 2017).
     residual_window: float = 180.0

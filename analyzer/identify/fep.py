@@ -27,7 +27,8 @@ Rules here
   Exempt -> not claimed (the flow falls through to the other rules).
 * ``handshake_answered`` None: a fully encrypted protocol has no recognisable handshake
   reply.
-* Only a payload that can be the connection's first data is judged.  (a) When the producer
+* Only a payload that can be the connection's first data is judged: the SYN must have been
+  captured (``FlowFacts.handshake_seen``).  Before that field existed: (a) When the producer
   records empty packets in ``client_sizes`` (the FlowFacts contract: "incl. empty ACKs as
   0") and the first recorded client packet already carries data, the capture began
   mid-connection (TCP Fast Open SYN+data is skipped by this too).  (b) When the "client"
@@ -108,6 +109,8 @@ def identify_fep(facts: FlowFacts) -> Optional[Identification]:
     first = next((p for p in facts.client_payloads if p), b"")
     if len(first) < MIN_LENGTH:
         return None
+    if not facts.handshake_seen:
+        return None  # no SYN captured: the first payload seen may be from mid-stream
     if 0 in facts.client_sizes and facts.client_sizes[0] > 0:
         return None  # empty packets are recorded, yet none preceded the data: mid-stream
     if facts.client_port < 1024 <= facts.server_port:

@@ -97,6 +97,7 @@ class _Flow:
     server_payloads: list[bytes] = field(default_factory=list)
     client_sizes: list[int] = field(default_factory=list)
     server_sizes: list[int] = field(default_factory=list)
+    syn_seen: bool = False
 
 
 def load_flows(name: str, record_empty: bool = True) -> list[FlowFacts]:
@@ -154,6 +155,8 @@ def load_flows(name: str, record_empty: bool = True) -> list[FlowFacts]:
                 fl.client, fl.server = a, b
                 fl.client_payloads, fl.server_payloads = fl.server_payloads, fl.client_payloads
                 fl.client_sizes, fl.server_sizes = fl.server_sizes, fl.client_sizes
+            if syn:
+                fl.syn_seen = True
             from_client = a == fl.client
             sizes = fl.client_sizes if from_client else fl.server_sizes
             pays = fl.client_payloads if from_client else fl.server_payloads
@@ -175,7 +178,8 @@ def load_flows(name: str, record_empty: bool = True) -> list[FlowFacts]:
             server_ip=fl.server[0], server_port=fl.server[1],
             client_payloads=tuple(fl.client_payloads), server_payloads=tuple(fl.server_payloads),
             sni=sni, http_host=host, dns_names=names, alpn=alpn,
-            client_sizes=tuple(fl.client_sizes), server_sizes=tuple(fl.server_sizes)))
+            client_sizes=tuple(fl.client_sizes), server_sizes=tuple(fl.server_sizes),
+            handshake_seen=fl.proto == "tcp" and fl.syn_seen))
     return out
 
 

@@ -18,9 +18,11 @@ def random_bytes(n: int, seed: bytes = b"ss") -> bytes:
     return out[:n]
 
 
-def tcp(first: bytes, port: int = 8388, sizes: tuple[int, ...] | None = None) -> FlowFacts:
+def tcp(first: bytes, port: int = 8388, sizes: tuple[int, ...] | None = None,
+        handshake_seen: bool = True) -> FlowFacts:
     return FlowFacts("tcp", "192.0.2.10", 50000, "198.51.100.7", port, (first,), (),
-                     client_sizes=sizes if sizes is not None else (0, 0, len(first)))
+                     client_sizes=sizes if sizes is not None else (0, 0, len(first)),
+                     handshake_seen=handshake_seen)
 
 
 # Shadowsocks AEAD first packet: salt(32) + encrypted length(2+16) + encrypted payload(+16)

@@ -191,17 +191,19 @@ def cmd_http(a: argparse.Namespace) -> int:
 
 
 def cmd_quic(a: argparse.Namespace) -> int:
-    from .quic import build_initial
+    from .quic import build_client_hello, build_initial
 
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", 0))
     lport = s.getsockname()[1]
     dcid, scid = os.urandom(8), os.urandom(8)
+    hello = build_client_hello(a.sni, scid=scid)  # retransmissions carry the same ClientHello
     sent, got = 0, None
     t0 = time.monotonic()
     wait = a.first_timeout
     while time.monotonic() - t0 < a.timeout:
-        s.sendto(build_initial(a.sni, dcid=dcid, scid=scid, pn=sent), (a.host, a.port))
+        s.sendto(build_initial(a.sni, dcid=dcid, scid=scid, pn=sent, client_hello=hello),
+                 (a.host, a.port))
         sent += 1
         s.settimeout(min(wait, max(0.05, a.timeout - (time.monotonic() - t0))))
         try:

@@ -98,11 +98,14 @@ def _hp_mask(hp_key: bytes, sample: bytes) -> bytes:
 
 
 def build_initial(sni: str, dcid: Optional[bytes] = None, scid: Optional[bytes] = None,
-                  pn: int = 0, min_size: int = 1200) -> bytes:
-    """A complete, encrypted, header-protected QUIC v1 client Initial datagram."""
+                  pn: int = 0, min_size: int = 1200, client_hello: Optional[bytes] = None
+                  ) -> bytes:
+    """A complete, encrypted, header-protected QUIC v1 client Initial datagram.
+
+    Pass the same ``client_hello`` (and dcid/scid) with a new ``pn`` for a retransmission."""
     dcid = dcid if dcid is not None else os.urandom(8)
     scid = scid if scid is not None else os.urandom(8)
-    ch = build_client_hello(sni, scid=scid)
+    ch = client_hello if client_hello is not None else build_client_hello(sni, scid=scid)
     frames = b"\x06" + _varint(0) + _varint(len(ch)) + ch
     pn_len = 4
     first = 0xC0 | (pn_len - 1)
