@@ -61,6 +61,9 @@ class Settings:
     first_payload_bytes: int = 16_384
     # Packets per batch handed from the reader to the decoder.
     batch_packets: int = 65_536
+    # Packets per chunk: flows are expired at chunk boundaries and the fast path plans a chunk
+    # at a time. The reference and fast paths give identical results for the same value.
+    chunk_packets: int = 16_384
     # Re-raise decoder errors instead of counting them (debugging).
     strict: bool = False
     # Analyse every packet on the per-packet reference path (slow; for tests/debugging).

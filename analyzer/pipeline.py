@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, Callable, Iterable, Optional
+from typing import BinaryIO, Callable, Iterable, Optional
 
-from analyzer import __version__
+import numpy as np
+
 from analyzer.config import Settings
 from analyzer.decode.packet import (
     IPPROTO_ICMP,
@@ -21,6 +22,7 @@ from analyzer.decode.packet import (
     TCP_SYN,
     decode_frame,
 )
+from analyzer.decode.fast import extract
 from analyzer.detect import FLOW_DETECTORS
 from analyzer.detect import residual as residual_detector
 from analyzer.detect.context import Block, Context, add_name
@@ -30,11 +32,11 @@ from analyzer.sources.files import Batch, CaptureReader, open_reader
 from analyzer.status import DecodeError, InputError
 from analyzer.track.dns import DnsTracker, DnsTransaction
 from analyzer.track.facts import FlowInfo, describe
+from analyzer.track.fastpath import plan_chunk
 from analyzer.track.flows import C2S, S2C, Flow, FlowTable
 from analyzer.verdict import decide
 
 DNS_PORT = 53
-EXPIRE_EVERY = 2048  # packets between expiry scans
 TRIGGER_KINDS = {Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI, Trigger.PROTOCOL}
 
 
@@ -81,7 +83,6 @@ class Analyzer:
         self.findings: list[Finding] = []
         self.answered_ips: dict[str, int] = {}
         self._now = 0.0
-        self._since_expire = 0
 
     def begin_input(self, info: InputInfo) -> int:
         self.result.inputs.append(info)
@@ -91,71 +92,91 @@ class Analyzer:
 
     # -- packets ----------------------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
-        """Decode and track every packet of a batch (reference per-packet path)."""
-        buf = batch.buf
-        stats = self.stats
-        strict = self.settings.strict
-        inp = self._input
-        info = self.result.inputs[inp]
-        frame0 = batch.first_frame
+        """Decode and track every packet of a batch, in chunks of CHUNK_PACKETS; flows are
+        expired at chunk boundaries. Boring packets take the vectorised fast path unless
+        ``settings.reference`` asks for the per-packet path on everything."""
         n = len(batch.offsets)
-        stats.packets += n
+        self.stats.packets += n
+        info = self.result.inputs[self._input]
         info.packets += n
-        table = self.table
-        dns = self.dns
-        for i in range(n):
-            lt = batch.linktypes[i]
-            ts = batch.ts[i]
-            if lt < 0:
-                stats.skip("unusable_block")
-                continue
-            try:
-                pkt = decode_frame(buf, batch.offsets[i], batch.caplens[i], lt)
-            except DecodeError as e:
-                stats.skip(e.reason)
-                continue
-            except Exception:  # a decoder bug must not end the run on hostile input
-                if strict:
-                    raise
-                stats.skip("decoder_error")
-                continue
-            stats.decoded += 1
-            pkt.frame = frame0 + i
-            pkt.ts = ts
-            pkt.input = inp
-            pkt.wirelen = batch.wirelens[i]
-            if info.first_ts is None or ts < info.first_ts:
-                info.first_ts = ts
-            if info.last_ts is None or ts > info.last_ts:
-                info.last_ts = ts
-            if ts > self._now:
-                self._now = ts
-            if pkt.frag:
-                stats.fragments += 1
-                if pkt.frag_offset:
-                    continue
-            proto = pkt.proto
-            if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
-                table.observe(pkt)
-                if pkt.sport == DNS_PORT or pkt.dport == DNS_PORT:
-                    try:
-                        dns.on_packet(pkt)
-                    except Exception:
-                        if strict:
-                            raise
-                        stats.skip("dns_error")
-            elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
-                q = pkt.quoted
-                if q is not None:
-                    table.attach_icmp(pkt)
-                    if q.sport == DNS_PORT or q.dport == DNS_PORT:
-                        dns.on_packet(pkt)
+        chunk = max(1, self.settings.chunk_packets)
+        for start in range(0, n, chunk):
+            end = min(n, start + chunk)
+            if self.settings.reference:
+                for i in range(start, end):
+                    self._packet(batch, i)
             else:
-                table.observe(pkt)  # ESP, GRE, ...: tracked as port-less flows
-            self._since_expire += 1
-            if self._since_expire >= EXPIRE_EVERY:
-                self._since_expire = 0
-                self.expire(self._now)
+                self._fast_chunk(batch, start, end, info)
+            self.expire(self._now)
+
+    def _fast_chunk(self, batch: Batch, start: int, end: int, info: InputInfo) -> None:
+        fields = extract(batch.buf, batch.offsets, batch.caplens, batch.linktypes, start, end)
+        ts = np.asarray(batch.ts[start:end], dtype=np.float64)
+        plan, nb, tmin, tmax = plan_chunk(self.table, fields, ts, batch.first_frame + start, self._input)
+        if nb:
+            self.stats.decoded += nb
+            if info.first_ts is None or tmin < info.first_ts:
+                info.first_ts = tmin
+            if info.last_ts is None or tmax > info.last_ts:
+                info.last_ts = tmax
+            if tmax > self._now:
+                self._now = tmax
+        packet = self._packet
+        plan.apply(lambda i: packet(batch, start + i))
+
+    def _packet(self, batch: Batch, i: int) -> None:
+        """The per-packet (reference) path for frame i of the batch."""
+        stats = self.stats
+        lt = batch.linktypes[i]
+        if lt < 0:
+            stats.skip("unusable_block")
+            return
+        try:
+            pkt = decode_frame(batch.buf, batch.offsets[i], batch.caplens[i], lt)
+        except DecodeError as e:
+            stats.skip(e.reason)
+            return
+        except Exception:  # a decoder bug must not end the run on hostile input
+            if self.settings.strict:
+                raise
+            stats.skip("decoder_error")
+            return
+        stats.decoded += 1
+        ts = batch.ts[i]
+        pkt.frame = batch.first_frame + i
+        pkt.ts = ts
+        pkt.input = self._input
+        pkt.wirelen = batch.wirelens[i]
+        info = self.result.inputs[self._input]
+        if info.first_ts is None or ts < info.first_ts:
+            info.first_ts = ts
+        if info.last_ts is None or ts > info.last_ts:
+            info.last_ts = ts
+        if ts > self._now:
+            self._now = ts
+        if pkt.frag:
+            stats.fragments += 1
+            if pkt.frag_offset:
+                return
+        proto = pkt.proto
+        table = self.table
+        if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+            table.observe(pkt)
+            if pkt.sport == DNS_PORT or pkt.dport == DNS_PORT:
+                try:
+                    self.dns.on_packet(pkt)
+                except Exception:
+                    if self.settings.strict:
+                        raise
+                    stats.skip("dns_error")
+        elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+            q = pkt.quoted
+            if q is not None:
+                table.attach_icmp(pkt)
+                if q.sport == DNS_PORT or q.dport == DNS_PORT:
+                    self.dns.on_packet(pkt)
+        else:
+            table.observe(pkt)  # ESP, GRE, ...: tracked as port-less flows
 
     def expire(self, now: float) -> None:
         for flow in self.table.expire(now):

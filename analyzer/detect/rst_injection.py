@@ -142,7 +142,7 @@ def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
         own = [e for e in events if e[3] == d and e[E_FRAME] not in rst_frames]
         own_ipids = [(e[E_FRAME], e[E_IPID]) for e in own if e[E_IPID] >= 0]
         sequential = _ipid_sequential(own_ipids, th)
-        own_wins = {e[E_WIN] for e in own} | set(ds.wins)
+        own_wins = {e[E_WIN] for e in own if not e[E_FLAGS] & TCP_RST}
         own_reserved = any(e[E_FLAGS] & TCP_RESERVED_BITS for e in own)
         signals: list[str] = []
         evidence: list[Evidence] = []

@@ -31,8 +31,6 @@ from analyzer.model import format_endpoint
 
 C2S = 0
 S2C = 1
-IPID_HISTORY = 8
-WINDOW_HISTORY = 8
 # Packets recorded as key packets after a flow's first RST (to see data/ACKs racing it).
 AFTER_RST_EVENTS = 24
 
@@ -69,8 +67,7 @@ class Direction:
     """What one side of a flow sent."""
 
     __slots__ = (
-        "packets", "bytes", "payload_bytes", "ttls", "ipids", "df_set", "df_clear",
-        "wins", "isn", "max_seq_end", "payloads", "kept_bytes", "payload_packets",
+        "packets", "bytes", "payload_bytes", "ttls", "df_set", "df_clear", "isn", "max_seq_end", "payloads", "kept_bytes", "payload_packets",
         "retrans", "syn_frame", "syn_options", "syn_count", "fin_frame", "rsts",
         "first_ts", "last_ts", "last", "synack_count", "unanswered", "unanswered_since",
     )
@@ -80,10 +77,8 @@ class Direction:
         self.bytes = 0
         self.payload_bytes = 0
         self.ttls: dict[int, int] = {}
-        self.ipids: deque[tuple[int, int]] = deque(maxlen=IPID_HISTORY)  # (frame, ipid)
         self.df_set = 0
         self.df_clear = 0
-        self.wins: deque[int] = deque(maxlen=WINDOW_HISTORY)
         self.isn: Optional[int] = None
         self.max_seq_end: Optional[int] = None
         self.payloads: list[tuple[int, int, bytes, float]] = []  # (seq, frame, data, ts)
@@ -126,7 +121,7 @@ class Flow:
     __slots__ = (
         "key", "proto", "client", "cport", "server", "sport", "input", "first_frame",
         "first_ts", "last_ts", "packets", "bytes", "dirs", "events", "closed", "hot",
-        "after_rst", "handshake_seen", "syn_seen", "synack_seen", "ended", "icmp",
+        "after_rst", "syn_seen", "synack_seen", "ended", "icmp",
         "evicted", "seq",
     )
 
@@ -152,13 +147,18 @@ class Flow:
         self.closed = False  # RST seen or both FINs
         self.hot = False  # a RST was seen: keep packets after it
         self.after_rst = 0
-        self.handshake_seen = False
         self.syn_seen = False
         self.synack_seen = False
         self.ended = 0.0
         self.icmp: list[tuple[int, float, int, int, int, bytes]] = []  # frame, ts, input, type, code, from
         self.evicted = False
         self.seq = seq  # creation order, for deterministic ids
+
+    @property
+    def handshake_seen(self) -> bool:
+        """SYN and SYN/ACK captured and the client sent something after its SYNs."""
+        c = self.dirs[C2S]
+        return self.syn_seen and self.synack_seen and c.packets > c.syn_count
 
     # -- naming -------------------------------------------------------------------------
     @property
@@ -264,28 +264,34 @@ class FlowTable:
         flags = pkt.flags
         plen = len(pkt.payload)
         ts = pkt.ts
+        # --- aggregates: what every packet does. The batch fast path (track/fastpath.py)
+        # reproduces exactly this block for packets that are not key packets; keep in step.
         flow.packets += 1
         flow.bytes += pkt.ip_len
-        flow.last_ts = ts
+        if ts > flow.last_ts:
+            flow.last_ts = ts
         ds.packets += 1
         ds.bytes += pkt.ip_len
         if ds.packets == 1:
             ds.first_ts = ts
-        ds.last_ts = ts
+        if ts > ds.last_ts:
+            ds.last_ts = ts
         ds.unanswered += 1
         if ds.unanswered == 1:
             ds.unanswered_since = ts
         flow.dirs[1 - d].unanswered = 0
         ttls = ds.ttls
         ttls[pkt.ttl] = ttls.get(pkt.ttl, 0) + 1
-        if pkt.ipid >= 0:
-            ds.ipids.append((pkt.frame, pkt.ipid))
         if pkt.df:
             ds.df_set += 1
         else:
             ds.df_clear += 1
+        if plen:
+            ds.payload_packets += 1
+            ds.payload_bytes += plen
         ev: Event = (pkt.frame, ts, pkt.input, d, flags, pkt.seq, pkt.ack, pkt.ttl, pkt.ipid,
                      pkt.win, plen, pkt.df, K_CONTEXT)
+        # --- key packets: handshake, first payloads, FIN/RST, packets after a RST ---
         kind = -1
         if flags & TCP_SYN:
             kind = K_HANDSHAKE
@@ -302,14 +308,7 @@ class FlowTable:
             end = (pkt.seq + 1 + plen) & 0xFFFFFFFF
             if ds.max_seq_end is None:
                 ds.max_seq_end = end
-        else:
-            if not (flags & TCP_RST):
-                ds.wins.append(pkt.win)
-            if flow.syn_seen and flow.synack_seen and not flow.handshake_seen and d == C2S and flags & TCP_ACK:
-                flow.handshake_seen = True
-        if plen:
-            ds.payload_packets += 1
-            ds.payload_bytes += plen
+        if plen and len(ds.payloads) < self._first_payloads and ds.kept_bytes < self._first_payload_bytes:
             end = (pkt.seq + plen) & 0xFFFFFFFF
             mse = ds.max_seq_end
             if mse is None:
@@ -317,15 +316,14 @@ class FlowTable:
             else:
                 diff = (end - mse) & 0xFFFFFFFF
                 if diff == 0 or diff > 0x7FFFFFFF:
-                    # the segment ends at or before what this side already sent: a retransmission
+                    # ends at or before what this side already sent: a retransmission
                     ds.retrans += 1
                 else:
                     ds.max_seq_end = end
-            if len(ds.payloads) < self._first_payloads and ds.kept_bytes < self._first_payload_bytes:
-                data = bytes(pkt.payload[: self._first_payload_bytes - ds.kept_bytes])
-                ds.payloads.append((pkt.seq, pkt.frame, data, ts))
-                ds.kept_bytes += len(data)
-                kind = K_PAYLOAD
+            data = bytes(pkt.payload[: self._first_payload_bytes - ds.kept_bytes])
+            ds.payloads.append((pkt.seq, pkt.frame, data, ts))
+            ds.kept_bytes += len(data)
+            kind = K_PAYLOAD
         if flags & TCP_FIN:
             kind = K_CLOSE
             if not ds.fin_frame:
@@ -365,21 +363,22 @@ class FlowTable:
         ds = flow.dirs[d]
         plen = len(pkt.payload)
         ts = pkt.ts
+        # aggregates (mirrored by track/fastpath.py)
         flow.packets += 1
         flow.bytes += pkt.ip_len
-        flow.last_ts = ts
+        if ts > flow.last_ts:
+            flow.last_ts = ts
         ds.packets += 1
         ds.bytes += pkt.ip_len
         if ds.packets == 1:
             ds.first_ts = ts
-        ds.last_ts = ts
+        if ts > ds.last_ts:
+            ds.last_ts = ts
         ds.unanswered += 1
         if ds.unanswered == 1:
             ds.unanswered_since = ts
         flow.dirs[1 - d].unanswered = 0
         ds.ttls[pkt.ttl] = ds.ttls.get(pkt.ttl, 0) + 1
-        if pkt.ipid >= 0:
-            ds.ipids.append((pkt.frame, pkt.ipid))
         if pkt.df:
             ds.df_set += 1
         else:

@@ -42,11 +42,23 @@ import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
-from .pkt import (TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, IPv4, build_dns_a_answer,
-                  build_tcp, build_udp, http_host, parse_dns_query, parse_ipv4,
-                  tls_client_hello_sni)
+from .pkt import (
+    TCP_ACK,
+    TCP_FIN,
+    TCP_PSH,
+    TCP_RST,
+    TCP_SYN,
+    IPv4,
+    build_dns_a_answer,
+    build_tcp,
+    build_udp,
+    http_host,
+    parse_dns_query,
+    parse_ipv4,
+    tls_client_hello_sni,
+)
 
 # Addresses seen in real GFW forged DNS answers (documented in the DNS-injection
 # literature, e.g. "The Great DNS Wall" / GFWatch); used here only as forged A records.
@@ -60,7 +72,7 @@ class RstSpec:
     flags: str = "RA"           # "R" | "RA"
     seq_offset: int = 0         # added to the expected sequence number (+0/+1460/+4380)
     ttl: int = 103
-    ipid: Optional[int] = None  # None: random from the seeded RNG
+    ipid: int | None = None  # None: random from the seeded RNG
     window: int = 0
 
 
@@ -81,7 +93,7 @@ class Rule:
     forged_addrs: list[str] = field(default_factory=lambda: ["8.7.198.45"])
     dns_ttl: int = 60           # TTL inside the forged DNS record
     ip_ttl: int = 101           # IP TTL of forged DNS answers / blockpages
-    ip_id: Optional[int] = None
+    ip_id: int | None = None
     real_answer_delay_ms: float = 0.0
     rate_kbps: float = 0.0      # throttle: policer rate for server->client packets
     burst_bytes: int = 16384    # throttle: policer bucket size
@@ -100,7 +112,7 @@ class CensorConfig:
     log_path: str = "censor.jsonl"
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> "CensorConfig":
+    def from_dict(d: dict[str, Any]) -> CensorConfig:
         d = dict(d)
         rules = []
         for r in d.pop("rules", []):
@@ -116,15 +128,29 @@ class CensorConfig:
 
 
 class Flow:
-    __slots__ = ("proto", "client", "cport", "server", "sport", "client_next", "server_next",
-                 "blocked_until", "hold_from_server_ms", "triggered", "residual_hit",
-                 "police_rate", "police_burst", "tokens", "tokens_ts")
+    __slots__ = (
+        "blocked_until",
+        "client",
+        "client_next",
+        "cport",
+        "hold_from_server_ms",
+        "police_burst",
+        "police_rate",
+        "proto",
+        "residual_hit",
+        "server",
+        "server_next",
+        "sport",
+        "tokens",
+        "tokens_ts",
+        "triggered",
+    )
 
     def __init__(self, proto: int, client: str, cport: int, server: str, sport: int) -> None:
         self.proto, self.client, self.cport, self.server, self.sport = (proto, client, cport,
                                                                          server, sport)
-        self.client_next: Optional[int] = None
-        self.server_next: Optional[int] = None
+        self.client_next: int | None = None
+        self.server_next: int | None = None
         self.blocked_until = 0.0
         self.hold_from_server_ms = 0.0
         self.triggered: list[str] = []
@@ -155,10 +181,10 @@ class Censor:
         self.counts: dict[str, int] = {}
         self._nets = {id(r): [ipaddress.ip_network(a, strict=False) for a in r.addrs]
                       for r in cfg.rules}
-        self._res = {id(r): re.compile(r.pattern, re.I) if r.pattern else None for r in cfg.rules}
+        self._res = {id(r): re.compile(r.pattern, re.IGNORECASE) if r.pattern else None for r in cfg.rules}
 
     # ------------------------------------------------------------------ helpers
-    def log(self, event: str, flow: Optional[Flow] = None, **kw: Any) -> None:
+    def log(self, event: str, flow: Flow | None = None, **kw: Any) -> None:
         ev = {"ts": round(time.time(), 6), "event": event}
         if flow is not None:
             ev["flow"] = flow.desc()
@@ -166,7 +192,7 @@ class Censor:
         self.events.append(ev)
         self.counts[event] = self.counts.get(event, 0) + 1
 
-    def _ipid(self, v: Optional[int]) -> int:
+    def _ipid(self, v: int | None) -> int:
         return v if v is not None else self.rng.randint(1, 65535)
 
     def _rule_applies(self, r: Rule, flow: Flow) -> bool:
@@ -177,7 +203,7 @@ class Censor:
             return False
         return True
 
-    def _name_match(self, r: Rule, name: Optional[str]) -> bool:
+    def _name_match(self, r: Rule, name: str | None) -> bool:
         rx = self._res[id(r)]
         return bool(name) and rx is not None and rx.fullmatch(name) is not None
 
@@ -313,7 +339,7 @@ class Censor:
             flow.blocked_until = now + rule.drop_flow_seconds
 
     def _apply(self, rule: Rule, ip: IPv4, flow: Flow, c2s: bool, now: float
-               ) -> Optional[tuple[str, list[Any]]]:
+               ) -> tuple[str, list[Any]] | None:
         m = rule.match
         if m == "ip":
             if rule.action != "drop":
@@ -501,7 +527,7 @@ def serve(cfg: CensorConfig) -> dict[str, Any]:
     return {"packets": packets, "counts": censor.counts}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0], encoding="utf-8") as fh:
         cfg = CensorConfig.from_dict(json.load(fh))

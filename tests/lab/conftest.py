@@ -1,8 +1,8 @@
 """Fixtures for the network-namespace lab (tests marked ``lab``)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

@@ -25,7 +25,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 
 def _emit(d: dict[str, Any]) -> None:
@@ -44,7 +44,7 @@ def _read_request(conn: Any, limit: int = 65536) -> bytes:
     return buf
 
 
-def _handle(conn: socket.socket, ctx: Optional[ssl.SSLContext], linger0: bool,
+def _handle(conn: socket.socket, ctx: ssl.SSLContext | None, linger0: bool,
             body_bytes: int) -> None:
     s: Any = conn
     try:
@@ -88,7 +88,7 @@ def _handle(conn: socket.socket, ctx: Optional[ssl.SSLContext], linger0: bool,
                 pass
 
 
-def _listen(port: int, ctx: Optional[ssl.SSLContext], linger0: bool, body: int) -> None:
+def _listen(port: int, ctx: ssl.SSLContext | None, linger0: bool, body: int) -> None:
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("0.0.0.0", port))
@@ -209,7 +209,7 @@ def cmd_quic(a: argparse.Namespace) -> int:
         try:
             got = s.recv(65535)
             break
-        except socket.timeout:
+        except TimeoutError:
             wait *= 2
     _emit({"proto": "quic", "server": f"{a.host}:{a.port}", "name": a.sni, "local_port": lport,
            "initials_sent": sent, "ok": got is not None, "dcid": dcid.hex()})
@@ -247,7 +247,7 @@ def cmd_ovpn_reset(a: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tests.lab.endpoints")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("servers")

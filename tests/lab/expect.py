@@ -12,10 +12,10 @@ Rules (see captures/README.md):
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
-def _ip_of(endpoint: Optional[str]) -> Optional[str]:
+def _ip_of(endpoint: str | None) -> str | None:
     if not endpoint:
         return None
     endpoint = str(endpoint)
@@ -26,7 +26,7 @@ def _ip_of(endpoint: Optional[str]) -> Optional[str]:
     return endpoint
 
 
-def _norm_domain(d: Optional[str]) -> Optional[str]:
+def _norm_domain(d: str | None) -> str | None:
     return d.lower().rstrip(".") if d else None
 
 

@@ -15,6 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:  # run as a script: python tests/lab/make_captures.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    __package__ = "tests.lab"
+
 from .scenarios import SCENARIOS, ScenarioSkipped, run_scenario
 from .topology import have_lab_prereqs
 

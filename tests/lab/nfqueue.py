@@ -8,7 +8,8 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3

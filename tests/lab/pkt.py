@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Optional
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -51,7 +50,7 @@ class IPv4:
         return self.proto == 17 and self.l4_ok
 
 
-def parse_ipv4(raw: bytes) -> Optional[IPv4]:
+def parse_ipv4(raw: bytes) -> IPv4 | None:
     if len(raw) < 20 or raw[0] >> 4 != 4:
         return None
     hlen = (raw[0] & 0x0F) * 4
@@ -113,12 +112,12 @@ def build_udp(src: str, dst: str, sport: int, dport: int, data: bytes, ttl: int 
 
 @dataclass
 class ClientHelloInfo:
-    sni: Optional[str]
+    sni: str | None
     alpn: list[str] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
 
 
-def parse_client_hello_body(body: bytes) -> Optional[ClientHelloInfo]:
+def parse_client_hello_body(body: bytes) -> ClientHelloInfo | None:
     """Parse a ClientHello handshake *body* (after the 4-byte handshake header)."""
     try:
         off = 2 + 32  # legacy_version, random
@@ -162,7 +161,7 @@ def parse_client_hello_body(body: bytes) -> Optional[ClientHelloInfo]:
         return None
 
 
-def tls_client_hello_sni(data: bytes) -> Optional[ClientHelloInfo]:
+def tls_client_hello_sni(data: bytes) -> ClientHelloInfo | None:
     """SNI from a TCP payload that starts with a TLS handshake record holding a ClientHello.
 
     Like most deployed middleboxes it does not reassemble across segments.
@@ -180,7 +179,7 @@ def tls_client_hello_sni(data: bytes) -> Optional[ClientHelloInfo]:
 HTTP_METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"OPTIONS ", b"CONNECT ", b"DELETE ")
 
 
-def http_host(data: bytes) -> Optional[str]:
+def http_host(data: bytes) -> str | None:
     if not data.startswith(HTTP_METHODS):
         return None
     head = data.split(b"\r\n\r\n", 1)[0]
@@ -202,7 +201,7 @@ class DnsQuery:
     question: bytes  # raw question section (name + type + class)
 
 
-def parse_dns_query(data: bytes) -> Optional[DnsQuery]:
+def parse_dns_query(data: bytes) -> DnsQuery | None:
     if len(data) < 12:
         return None
     txid, flags, qd, _an, _ns, _ar = struct.unpack_from("!HHHHHH", data)

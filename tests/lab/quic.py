@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import os
 import struct
-from typing import Optional
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -97,8 +96,8 @@ def _hp_mask(hp_key: bytes, sample: bytes) -> bytes:
     return enc.update(sample) + enc.finalize()
 
 
-def build_initial(sni: str, dcid: Optional[bytes] = None, scid: Optional[bytes] = None,
-                  pn: int = 0, min_size: int = 1200, client_hello: Optional[bytes] = None
+def build_initial(sni: str, dcid: bytes | None = None, scid: bytes | None = None,
+                  pn: int = 0, min_size: int = 1200, client_hello: bytes | None = None
                   ) -> bytes:
     """A complete, encrypted, header-protected QUIC v1 client Initial datagram.
 
@@ -129,7 +128,7 @@ def build_initial(sni: str, dcid: Optional[bytes] = None, scid: Optional[bytes] 
     return bytes(h) + ct
 
 
-def decrypt_initial(datagram: bytes) -> Optional[bytes]:
+def decrypt_initial(datagram: bytes) -> bytes | None:
     """Decrypt a client Initial; returns the reassembled CRYPTO stream bytes (or None)."""
     try:
         if len(datagram) < 7 or not datagram[0] & 0x80 or (datagram[0] & 0x30) != 0:
@@ -180,7 +179,7 @@ def decrypt_initial(datagram: bytes) -> Optional[bytes]:
     return stream
 
 
-def initial_sni(datagram: bytes) -> Optional[ClientHelloInfo]:
+def initial_sni(datagram: bytes) -> ClientHelloInfo | None:
     stream = decrypt_initial(datagram)
     if not stream or stream[0] != 0x01 or len(stream) < 4:
         return None

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import dpkt
 
@@ -76,7 +77,7 @@ def _a(d: Any) -> list[str]:
 RST, SYN, ACK, FIN = dpkt.tcp.TH_RST, dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_FIN
 
 
-def _synack_ttl(ps: list[Pkt], server: str, port: int) -> Optional[int]:
+def _synack_ttl(ps: list[Pkt], server: str, port: int) -> int | None:
     for p in ps:
         if p.src == server and p.sport == port and p.flags & SYN and p.flags & ACK:
             return p.ttl
@@ -217,7 +218,7 @@ def c_genuine_rst(ps: list[Pkt], probs: list[str]) -> None:
 
 
 def c_lossy(ps: list[Pkt], probs: list[str]) -> None:
-    high: Optional[int] = None
+    high: int | None = None
     retrans = 0
     for p in ps:
         if p.src == WA_IP1 and p.data:
@@ -342,4 +343,4 @@ def check_pcap(name: str, pcap: Path) -> list[str]:
     return [f"{name}: {x}" for x in probs]
 
 
-__all__ = ["check_pcap", "CHECKS", "read", "OTHER_IP"]
+__all__ = ["CHECKS", "OTHER_IP", "check_pcap", "read"]

@@ -14,13 +14,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .censor import GFW_FORGED_POOL, CensorConfig, RstSpec, Rule
-from .topology import (CLIENT_IP, HOST_TTL, OTHER_IP, RESOLVER_IP, VPN_IP, WA_IP1, WA_IP2, Lab,
-                       LabError)
+from .topology import (
+    CLIENT_IP,
+    HOST_TTL,
+    OTHER_IP,
+    RESOLVER_IP,
+    VPN_IP,
+    WA_IP1,
+    WA_IP2,
+    Lab,
+    LabError,
+)
 
 TRUTH_SCHEMA = "anlab.truth/1"
 WA_PATTERN = r"(.+\.)?whatsapp\.(net|com)"
@@ -49,7 +59,7 @@ GFW_RSTS = [
 
 
 def expect(technique: str, trigger: str, target: str, proto: str, server: str,
-           domain: Optional[str] = None, match_domain: Optional[bool] = None,
+           domain: str | None = None, match_domain: bool | None = None,
            client: str = CLIENT_IP, note: str = "") -> dict[str, Any]:
     if match_domain is None:
         match_domain = trigger in ("sni", "quic_sni", "http_host", "dns_name")
@@ -64,25 +74,25 @@ class Bench:
     """Per-scenario helper around :class:`Lab`: daemons, censor, clients, capture."""
 
     def __init__(self, lab: Lab, workdir: Path, pcap: Path,
-                 server_pcap: Optional[Path] = None) -> None:
+                 server_pcap: Path | None = None) -> None:
         self.lab, self.workdir, self.pcap, self.server_pcap = lab, workdir, pcap, server_pcap
         self.traffic: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.real: dict[str, str] = {"tcp/ip": "Linux kernel stacks in network namespaces"}
-        self.censor_cfg: Optional[CensorConfig] = None
+        self.censor_cfg: CensorConfig | None = None
         self.censor_events: list[dict[str, Any]] = []
         self.censor_summary: dict[str, Any] = {}
-        self._censor: Optional[subprocess.Popen[Any]] = None
+        self._censor: subprocess.Popen[Any] | None = None
         self._caps: list[Any] = []
-        self._pki: Optional[dict[str, Path]] = None
-        self._dnsmasq: Optional[subprocess.Popen[Any]] = None
+        self._pki: dict[str, Path] | None = None
+        self._dnsmasq: subprocess.Popen[Any] | None = None
         self._hosts_file = workdir / "hosts"
         self.t_begin = 0.0
 
     # ------------------------------------------------------------------ plumbing
-    def daemon(self, host: str, name: str, cmd: list[Any], ready_text: Optional[str] = None,
-               ready_path: Optional[Path] = None, timeout: float = 15.0,
-               env: Optional[dict[str, str]] = None) -> subprocess.Popen[Any]:
+    def daemon(self, host: str, name: str, cmd: list[Any], ready_text: str | None = None,
+               ready_path: Path | None = None, timeout: float = 15.0,
+               env: dict[str, str] | None = None) -> subprocess.Popen[Any]:
         log = open(self.workdir / f"{name}.log", "w", encoding="utf-8")
         p = self.lab.popen(host, cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -128,7 +138,7 @@ class Bench:
         lines = [f"{ip} {name}" for name, ips in hosts.items() for ip in ips]
         self._hosts_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    def resolver(self, hosts: Optional[dict[str, list[str]]] = None) -> None:
+    def resolver(self, hosts: dict[str, list[str]] | None = None) -> None:
         if shutil.which("dnsmasq") is None:
             raise LabError("dnsmasq not installed")
         self._write_hosts(hosts or DEFAULT_HOSTS)
@@ -149,8 +159,8 @@ class Bench:
         while time.monotonic() < deadline and self.log_text("dnsmasq").count("read ") <= before:
             time.sleep(0.05)
 
-    def censor(self, cfg: Optional[CensorConfig] = None,
-               pre_rules: Optional[list[list[str]]] = None) -> None:
+    def censor(self, cfg: CensorConfig | None = None,
+               pre_rules: list[list[str]] | None = None) -> None:
         cfg = cfg or CensorConfig()
         cfg.log_path = str(self.workdir / "censor.jsonl")
         self.censor_cfg = cfg
@@ -227,7 +237,7 @@ class Bench:
         cp = self.lab.run("client", ["dig", f"+tries={tries}", "+time=2", f"@{RESOLVER_IP}",
                                      name, rtype], check=False, timeout=15)
         answers = re.findall(rf"^{re.escape(name)}\.\s+(\d+)\s+IN\s+{rtype}\s+(\S+)",
-                             cp.stdout, re.M)
+                             cp.stdout, re.MULTILINE)
         res = {"kind": "dig", "name": name, "answers": [a for _t, a in answers],
                "ttls": [int(t) for t, _a in answers], "ok": bool(answers),
                "ts": round(time.time(), 3)}
@@ -249,7 +259,7 @@ class Bench:
             "--ping", "2", "--ping-exit", "30"], ready_text="UDPv4 link local")
         self.real["openvpn"] = "OpenVPN 2.6 client and server (UDP, TLS mode, --dev null)"
 
-    def openvpn_client(self, wait_for: Optional[str], seconds: float) -> dict[str, Any]:
+    def openvpn_client(self, wait_for: str | None, seconds: float) -> dict[str, Any]:
         pki = self.pki()
         p = self.daemon("client", "openvpn-client", [
             "openvpn", "--dev", "null", "--proto", "udp", "--remote", VPN_IP, "1194",
@@ -338,8 +348,8 @@ def scenario(name: str, title: str, benign: bool = False) -> Callable[..., Any]:
     return deco
 
 
-def _std(b: Bench, cfg: Optional[CensorConfig] = None, linger0: bool = False,
-         pre_rules: Optional[list[list[str]]] = None, body: int = 2048) -> None:
+def _std(b: Bench, cfg: CensorConfig | None = None, linger0: bool = False,
+         pre_rules: list[list[str]] | None = None, body: int = 2048) -> None:
     b.servers(linger0=linger0, body=body)
     b.resolver()
     b.censor(cfg, pre_rules=pre_rules)
@@ -533,7 +543,7 @@ def s_wg_drop(b: Bench) -> list[dict[str, Any]]:
     ctl = b.tls(VPN_IP, 443, "vpn.example.net")  # control: the host itself is reachable
     assert ctl["ok"], ctl
     if real:
-        r = b.ping_tunnel(count=20, deadline=6)
+        r = b.ping_tunnel(count=20, deadline=7)
         assert not r["ok"], r
     else:
         b.notes.append("wireguard-go not installed: crafted 148-byte initiations instead")
@@ -700,7 +710,7 @@ class ScenarioResult:
     pcap: Path
     truth_path: Path
     truth: dict[str, Any]
-    server_pcap: Optional[Path]
+    server_pcap: Path | None
     seconds: float
 
 
@@ -766,7 +776,7 @@ def run_scenario(name: str, outdir: Path | str, server_capture: bool = False,
     return ScenarioResult(name, pcap, truth_path, truth, spcap, seconds)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "list"):
         for s in SCENARIOS.values():

@@ -10,8 +10,20 @@ import pytest
 
 from .censor import Censor, CensorConfig, RstSpec, Rule
 from .expect import check
-from .pkt import (TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN, build_dns_a_answer, build_tcp, build_udp,
-                  checksum, http_host, parse_dns_query, parse_ipv4, tls_client_hello_sni)
+from .pkt import (
+    TCP_ACK,
+    TCP_PSH,
+    TCP_RST,
+    TCP_SYN,
+    build_dns_a_answer,
+    build_tcp,
+    build_udp,
+    checksum,
+    http_host,
+    parse_dns_query,
+    parse_ipv4,
+    tls_client_hello_sni,
+)
 from .quic import build_client_hello, build_initial, initial_keys, initial_sni
 from .topology import REPO_ROOT
 

@@ -24,8 +24,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +55,7 @@ class LabError(RuntimeError):
     pass
 
 
-def have_lab_prereqs() -> Optional[str]:
+def have_lab_prereqs() -> str | None:
     """None when the lab can run here, else the reason it cannot."""
     if os.geteuid() != 0:
         return "needs root"
@@ -65,7 +66,7 @@ def have_lab_prereqs() -> Optional[str]:
 
 
 def _run(cmd: Sequence[str], check: bool = True, timeout: float = 30,
-         input: Optional[str] = None) -> subprocess.CompletedProcess[str]:
+         input: str | None = None) -> subprocess.CompletedProcess[str]:
     cp = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, input=input)
     if check and cp.returncode != 0:
         raise LabError(f"command failed ({cp.returncode}): {' '.join(cmd)}\n{cp.stderr.strip()}")
@@ -128,13 +129,13 @@ def cleanup_stale() -> list[str]:
 class Capture:
     """tcpdump in a namespace writing a pcap (``-U -s 0``), stopped with SIGINT."""
 
-    def __init__(self, lab: "Lab", host: str, path: Path, iface: str = "eth0",
-                 bpf: Optional[str] = None) -> None:
+    def __init__(self, lab: Lab, host: str, path: Path, iface: str = "eth0",
+                 bpf: str | None = None) -> None:
         self.lab, self.host, self.path, self.iface, self.bpf = lab, host, Path(path), iface, bpf
-        self.proc: Optional[subprocess.Popen[str]] = None
+        self.proc: subprocess.Popen[str] | None = None
         self.stats = ""
 
-    def start(self) -> "Capture":
+    def start(self) -> Capture:
         cmd = ["tcpdump", "-i", self.iface, "-U", "--immediate-mode", "-s", "0", "-n", "-Z", "root",
                "-w", str(self.path)]
         if self.bpf:
@@ -170,10 +171,10 @@ class Capture:
         self.proc = None
         return self.stats
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -182,7 +183,7 @@ class Lab:
 
     ROLES = ("client", "censor", "server", "resolver", "vpn")
 
-    def __init__(self, workdir: Path | str, tag: Optional[str] = None) -> None:
+    def __init__(self, workdir: Path | str, tag: str | None = None) -> None:
         global _counter
         with _counter_lock:
             _counter += 1
@@ -198,7 +199,7 @@ class Lab:
         self._built: list[str] = []
 
     # ----------------------------------------------------------- build / teardown
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         cleanup_stale()
         try:
             self._build()
@@ -207,7 +208,7 @@ class Lab:
             raise
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.teardown()
 
     def sysctl(self, host: str, key: str, value: Any) -> None:
@@ -284,7 +285,7 @@ class Lab:
     def _wrap(self, host: str, cmd: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns[host], *map(str, cmd)]
 
-    def env(self, extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"]
                                               if env.get("PYTHONPATH") else "")
@@ -294,7 +295,7 @@ class Lab:
         return env
 
     def run(self, host: str, cmd: Sequence[Any], check: bool = True, timeout: float = 30,
-            env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         full = self._wrap(host, cmd)
         try:
             cp = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
@@ -306,7 +307,7 @@ class Lab:
                            f"\n{cp.stdout.strip()}\n{cp.stderr.strip()}")
         return cp
 
-    def popen(self, host: str, cmd: Sequence[Any], env: Optional[dict[str, str]] = None,
+    def popen(self, host: str, cmd: Sequence[Any], env: dict[str, str] | None = None,
               **kw: Any) -> subprocess.Popen[Any]:
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.PIPE)
@@ -338,7 +339,7 @@ class Lab:
 
     # ----------------------------------------------------------------- helpers
     def capture(self, host: str, path: Path | str, iface: str = "eth0",
-                bpf: Optional[str] = None) -> Capture:
+                bpf: str | None = None) -> Capture:
         return Capture(self, host, Path(path), iface=iface, bpf=bpf)
 
     def tbf(self, host: str, iface: str, rate: str, burst: str = "16kb",

@@ -1,0 +1,260 @@
+"""The batch fast path: flows whose packets in a chunk are all "boring" are updated with
+vectorised aggregates; every other packet takes the per-packet (reference) path.
+
+A packet is boring when the per-packet path would only update counters for it (see the
+"aggregates" block of :meth:`FlowTable._tcp` / ``_udp``): plain IPv4 TCP/UDP, not DNS, no
+SYN/FIN/RST, its flow already exists, is neither closed nor reset, and the packet is not one
+of the first payloads the flow keeps. The decision is made per flow and per chunk: if any
+packet of a flow in the chunk needs the deep path, all of that flow's packets in the chunk
+take it, so the two paths never interleave on one flow and per-flow order is preserved.
+The flow table's LRU order is rebuilt in packet order as well. With the same chunk
+boundaries, the result is identical to the reference path (tests/core/test_fastpath.py).
+
+Hot-path note (STYLE rule 6): arrays and plain tuples here, no per-packet objects.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from analyzer.decode.fast import PROTO_TCP, Fields
+from analyzer.track.flows import C2S, K_CONTEXT, K_PAYLOAD, Event, Flow, FlowTable
+
+I64 = npt.NDArray[np.int64]
+MASK48 = (1 << 48) - 1
+# (group, dir, packets, bytes, payload bytes, payload packets, DF count, max ts, first ts,
+#  other direction's last index in the segment, tail length, first tail ts, last packet
+#  fields, chunk index of the deep packet it precedes (-1: end of chunk), segment*2+dir)
+Row = tuple[int, int, int, int, int, int, int, float, float, int, int, float,
+            tuple[int, float, int, int, int, int, int, int, int, bool, int], int, int]
+PROTO_SHIFT = 48
+
+
+class ChunkPlan:
+    """What to do with one chunk: which packets go deep, and the boring flows' updates."""
+
+    __slots__ = ("slow", "apply")
+
+    def __init__(self, slow: list[int], apply: Callable[[Callable[[int], None]], None]) -> None:
+        self.slow = slow  # chunk-relative indices for the per-packet path, ascending
+        self.apply = apply  # apply(process_slow): runs slow packets and boring updates in order
+
+
+def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0: int, input_idx: int) -> tuple[ChunkPlan, int, float, float]:
+    """Returns the plan, the number of boring packets, and their min/max timestamps."""
+    n = len(f.keyable)
+    kidx = np.flatnonzero(f.keyable)
+    if len(kidx) == 0:
+        return ChunkPlan(list(range(n)), _only_slow(list(range(n)))), 0, 0.0, 0.0
+    src, dst = f.src[kidx], f.dst[kidx]
+    sport, dport, proto = f.sport[kidx], f.dport[kidx], f.proto[kidx]
+    a = (src << 16) | sport
+    bb = (dst << 16) | dport
+    lo = np.minimum(a, bb)
+    hi = np.maximum(a, bb)
+    lo56 = lo | (proto << PROTO_SHIFT)
+    order = np.lexsort((kidx, hi, lo56))
+    kidx_s = kidx[order]
+    lo56_s, hi_s = lo56[order], hi[order]
+    from_lo = (a == lo)[order]
+    brk = np.flatnonzero((lo56_s[1:] != lo56_s[:-1]) | (hi_s[1:] != hi_s[:-1])) + 1
+    gstart = np.concatenate(([0], brk)).astype(np.int64)
+    gend = np.concatenate((brk, [len(kidx_s)])).astype(np.int64)
+    ngroups = len(gstart)
+    cand_s = f.candidate[kidx_s]
+    # per-group state from the flow table (Python loop over flows, not packets)
+    flows_dict = table.flows
+    n_first = table._first_payloads
+    max_bytes = table._first_payload_bytes
+    eligible = np.zeros(ngroups, dtype=np.bool_)
+    client_lo = np.zeros(ngroups, dtype=np.bool_)
+    capn = np.zeros((ngroups, 2), dtype=np.int64)
+    group_flows: list[Flow | None] = [None] * ngroups
+    keys: list[tuple[bytes, int, bytes, int, int]] = [(b"", 0, b"", 0, 0)] * ngroups
+    lo56_list = lo56_s[gstart].tolist()
+    hi_list = hi_s[gstart].tolist()
+    for g in range(ngroups):
+        l56 = lo56_list[g]
+        lov = l56 & MASK48
+        hiv = hi_list[g]
+        key = ((lov >> 16).to_bytes(4, "big"), lov & 0xFFFF, (hiv >> 16).to_bytes(4, "big"), hiv & 0xFFFF,
+               l56 >> PROTO_SHIFT)
+        keys[g] = key
+        flow = flows_dict.get(key)
+        if flow is None or flow.hot or flow.closed:
+            continue
+        group_flows[g] = flow
+        eligible[g] = True
+        client_lo[g] = flow.client == key[0] and flow.cport == key[1]
+        d0, d1 = flow.dirs
+        # how many more payload packets each direction may still keep (deep path)
+        capn[g, 0] = n_first - len(d0.payloads) if d0.kept_bytes < max_bytes else 0
+        capn[g, 1] = n_first - len(d1.payloads) if d1.kept_bytes < max_bytes else 0
+    nk = len(kidx_s)
+    gid = np.repeat(np.arange(ngroups), gend - gstart)
+    pos = np.arange(nk, dtype=np.int64)
+    big = np.int64(1 << 62)
+    # after the first SYN/FIN/RST/DNS/fragment packet of a flow, the rest of the chunk goes deep
+    first_nc = np.minimum.reduceat(np.where(cand_s, big, pos), gstart)
+    after_nc = pos >= first_nc[gid]
+    d_s = np.where(from_lo == client_lo[gid], 0, 1).astype(np.int64)
+    tcp_s = f.proto[kidx_s] == PROTO_TCP
+    plen_s = f.plen[kidx_s]
+    payloadish = np.where(tcp_s, plen_s > 0, True)
+    # rank of each payload packet within its (flow, direction) in this chunk
+    gd_all = gid * 2 + d_s
+    o = np.lexsort((pos, gd_all))
+    pay_o = payloadish[o].astype(np.int64)
+    gd_o = gd_all[o]
+    cs = np.cumsum(pay_o)
+    seg0 = np.concatenate(([True], gd_o[1:] != gd_o[:-1]))
+    base = np.maximum.accumulate(np.where(seg0, cs - pay_o, 0))
+    rank = np.empty(nk, dtype=np.int64)
+    rank[o] = cs - pay_o - base
+    slow_s = ~eligible[gid] | after_nc | (payloadish & (rank < capn[gid, d_s]))
+    slow_mask = np.ones(n, dtype=np.bool_)
+    slow_mask[kidx_s[~slow_s]] = False
+    slow = np.flatnonzero(slow_mask).tolist()
+    boring_pkt = ~slow_s
+    nb = int(boring_pkt.sum())
+    if nb == 0:
+        return ChunkPlan(slow, _only_slow(slow)), 0, 0.0, 0.0
+    # segment of a boring packet: its flow and the number of deep packets of the flow before it;
+    # it is applied just before the flow's next deep packet (or at the end of the chunk)
+    gstart_pkt = gstart[gid]
+    slow_cum = np.cumsum(slow_s.astype(np.int64))
+    slow_before = slow_cum - slow_s - np.where(gstart_pkt > 0, slow_cum[np.maximum(gstart_pkt - 1, 0)], 0)
+    nxt = np.minimum.accumulate(np.where(slow_s, pos, big)[::-1])[::-1]
+    attach_pos = np.where(nxt < gend[gid], nxt, -1)
+    attach_idx = np.where(attach_pos >= 0, kidx_s[np.clip(attach_pos, 0, nk - 1)], -1)
+    bsel = np.flatnonzero(boring_pkt)
+    seg_brk0 = np.concatenate(([True], (gid[bsel][1:] != gid[bsel][:-1]) | (slow_before[bsel][1:] != slow_before[bsel][:-1])))
+    segid = np.cumsum(seg_brk0) - 1
+    bg = gid[bsel]
+    bd = d_s[bsel]
+    bidx = kidx_s[bsel]
+    gd = segid * 2 + bd
+    o2 = np.argsort(gd, kind="stable")
+    gd2 = gd[o2]
+    idx2 = bidx[o2]
+    seg_brk = np.flatnonzero(gd2[1:] != gd2[:-1]) + 1
+    sstart = np.concatenate(([0], seg_brk)).astype(np.int64)
+    send = np.concatenate((seg_brk, [len(gd2)])).astype(np.int64)
+    seg_gd = gd2[sstart]
+    seg_group = bg[o2][sstart]
+    seg_attach = attach_idx[bsel][o2][sstart]
+    cnt = send - sstart
+    iplen = f.ip_len[idx2]
+    pl = f.plen[idx2]
+    tsv = ts[idx2]
+    sum_bytes = np.add.reduceat(iplen, sstart)
+    sum_plen = np.add.reduceat(pl, sstart)
+    n_pay = np.add.reduceat((pl > 0).astype(np.int64), sstart)
+    n_df = np.add.reduceat(f.df[idx2].astype(np.int64), sstart)
+    max_ts = np.maximum.reduceat(tsv, sstart)
+    first_ts = tsv[sstart]
+    li = idx2[send - 1]  # last packet of each (segment, direction)
+    last_by_gd = dict(zip(seg_gd.tolist(), li.tolist()))
+    other_last = np.array([last_by_gd.get(x ^ 1, -1) for x in seg_gd.tolist()], dtype=np.int64)
+    other_last_pkt = np.repeat(other_last, cnt)
+    tail = idx2 > other_last_pkt
+    n_tail = np.add.reduceat(tail.astype(np.int64), sstart)
+    first_tail_ts = np.minimum.reduceat(np.where(tail, tsv, np.inf), sstart)
+    # TTL histograms per (segment, direction)
+    uk, uc = np.unique(gd2 * 256 + f.ttl[idx2], return_counts=True)
+    last_fields = list(zip(
+        (li + frame0).tolist(), ts[li].tolist(), f.flags[li].tolist(), f.seq[li].tolist(),
+        f.ack[li].tolist(), f.ttl[li].tolist(), f.ipid[li].tolist(), f.win[li].tolist(),
+        f.plen[li].tolist(), f.df[li].tolist(), f.proto[li].tolist(),
+    ))
+    rows_by_attach: dict[int, list[Row]] = {}
+    for row in zip(seg_group.tolist(), (seg_gd & 1).tolist(), cnt.tolist(), sum_bytes.tolist(),
+                   sum_plen.tolist(), n_pay.tolist(), n_df.tolist(), max_ts.tolist(), first_ts.tolist(),
+                   other_last.tolist(), n_tail.tolist(), first_tail_ts.tolist(), last_fields,
+                   seg_attach.tolist(), seg_gd.tolist()):
+        rows_by_attach.setdefault(row[13], []).append(row)
+    ttl_by_seg: dict[int, list[tuple[int, int]]] = {}
+    for gdv, ttl, c in zip((uk // 256).tolist(), (uk % 256).tolist(), uc.tolist()):
+        ttl_by_seg.setdefault(gdv, []).append((ttl, c))
+    # flows whose last packet in the chunk is boring: LRU position set at that packet
+    tail_rows = rows_by_attach.get(-1, [])
+    g_last: dict[int, int] = {}
+    for row in tail_rows:
+        g, li_frame = row[0], row[12][0] - frame0
+        if li_frame > g_last.get(g, -1):
+            g_last[g] = li_frame
+    lru = sorted((v, g) for g, v in g_last.items())
+
+    def apply_row(row: Row) -> None:
+        g, d, c, sb, sp, npay, ndf, mts, fts, olast, ntail, ftail, lf, _at, gdv = row
+        flow = group_flows[g]
+        assert flow is not None
+        ds = flow.dirs[d]
+        flow.packets += c
+        flow.bytes += sb
+        if mts > flow.last_ts:
+            flow.last_ts = mts
+        if ds.packets == 0:
+            ds.first_ts = fts
+        ds.packets += c
+        ds.bytes += sb
+        if mts > ds.last_ts:
+            ds.last_ts = mts
+        ds.df_set += ndf
+        ds.df_clear += c - ndf
+        tcp = lf[10] == PROTO_TCP
+        ds.payload_packets += npay if tcp else c
+        ds.payload_bytes += sp
+        other = flow.dirs[1 - d]
+        if olast < 0:  # only this direction spoke in the segment
+            if ds.unanswered == 0:
+                ds.unanswered_since = fts
+            ds.unanswered += c
+            other.unanswered = 0
+        elif ntail:  # this direction spoke last
+            ds.unanswered = ntail
+            ds.unanswered_since = ftail
+            other.unanswered = 0
+        frame, t, flags, seq, ack, ttl, ipid, win, plen, df, _p = lf
+        if tcp:
+            ds.last = (frame, t, input_idx, d, flags, seq, ack, ttl, ipid, win, plen, df, K_CONTEXT)
+        else:
+            ds.last = (frame, t, input_idx, d, 0, 0, 0, ttl, ipid, 0, plen, df, K_PAYLOAD)
+        h = ds.ttls
+        for ttl_v, cnt_v in ttl_by_seg[gdv]:
+            h[ttl_v] = h.get(ttl_v, 0) + cnt_v
+
+    def apply(process_slow: Callable[[int], None]) -> None:
+        move = flows_dict.move_to_end
+        j = 0
+        nl = len(lru)
+        get_rows = rows_by_attach.get
+        for i in slow:
+            while j < nl and lru[j][0] < i:
+                move(keys[lru[j][1]])
+                j += 1
+            rows = get_rows(i)
+            if rows:
+                for row in rows:
+                    apply_row(row)
+            process_slow(i)
+        for row in tail_rows:
+            apply_row(row)
+        while j < nl:
+            move(keys[lru[j][1]])
+            j += 1
+
+    tb = ts[kidx_s[boring_pkt]]
+    return ChunkPlan(slow, apply), nb, float(tb.min()), float(tb.max())
+
+
+def _only_slow(slow: list[int]) -> Callable[[Callable[[int], None]], None]:
+    def apply(process_slow: Callable[[int], None]) -> None:
+        for i in slow:
+            process_slow(i)
+    return apply
+
+
+__all__ = ["plan_chunk", "ChunkPlan", "C2S", "Event"]
