@@ -40,7 +40,10 @@ class Thresholds:
     dns_timeout: float = 10.0
     dns_ttl_delta: int = 3
     # --- throttling ---
-    throttle_min_bytes: int = 200_000
+    # A flow is compared for throttling when its server sent this much, over at least this long.
+    throttle_min_bytes: int = 32_768
+    throttle_min_seconds: float = 0.2
+    # ... and it is throttled when its rate is at most this fraction of a comparable flow's.
     throttle_ratio: float = 0.1
 
 

@@ -27,6 +27,7 @@ from analyzer.detect import FLOW_DETECTORS
 from analyzer.detect import residual as residual_detector
 from analyzer.detect.context import Block, Context, add_name
 from analyzer.detect.dns_injection import detect_dns
+from analyzer.detect.throttling import download_rate
 from analyzer.model import Finding, InputInfo, Outcome, Stats, Technique, Trigger, Verdict, format_ip
 from analyzer.sources.files import Batch, CaptureReader, open_reader
 from analyzer.status import DecodeError, InputError
@@ -83,6 +84,7 @@ class Analyzer:
         self.findings: list[Finding] = []
         self.answered_ips: dict[str, int] = {}
         self._now = 0.0
+        self._flows_mark = len(self.result.flows)
 
     def begin_input(self, info: InputInfo) -> int:
         self.result.inputs.append(info)
@@ -216,7 +218,7 @@ class Analyzer:
                 ctx.record_block(flow.client, flow.server, flow.sport, flow.proto,
                                  Block(f.first_ts, f.link_key or "", f.technique.value, f.domain))
             self.findings.append(f)
-        outcome = self._outcome(flow, info, findings)
+        outcome = self._outcome(flow, info, [])
         self.result.flows.append(FlowRecord(
             id=flow.flow_id, input=flow.input, proto=flow.proto_name, client=flow.client_ep,
             server=flow.server_ep, target=_target_of(info, findings), app=info.ident.app,
@@ -227,11 +229,17 @@ class Analyzer:
     def _update_context(self, flow: Flow, info: FlowInfo, findings: list[Finding]) -> None:
         ctx = self.ctx
         ctx.flows += 1
+        th = self.settings.thresholds
+        if flow.proto == IPPROTO_TCP and flow.dirs[S2C].payload_bytes >= th.throttle_min_bytes:
+            rate = download_rate(flow)
+            if rate is not None:
+                ctx.record_rate(flow.flow_id, flow.server, info.domain, rate)
         s = flow.dirs[S2C]
         st = ctx.server(flow.server, flow.sport, flow.proto)
         st.flows += 1
         answered = s.packets > 0 and not (s.packets == len(s.rsts))
-        if answered and not findings:
+        blocking = [f for f in findings if f.technique != Technique.THROTTLING]
+        if answered and not blocking:
             ctx.answered_flows += 1
             st.answered += 1
             ip = format_ip(flow.server)
@@ -242,7 +250,7 @@ class Analyzer:
             if s.payload_packets:
                 add_name(st.ok_names, info.domain)
                 st.last_ok_ts = flow.last_ts
-        elif findings:
+        elif blocking:
             add_name(st.blocked_names, info.domain)
 
     def _outcome(self, flow: Flow, info: FlowInfo, findings: list[Finding]) -> str:
@@ -285,6 +293,11 @@ class Analyzer:
         weak: list[Finding] = []
         verdicts = decide(self.findings, self.ctx, self.answered_ips, weak)
         self.stats.weak_findings += len(weak)
+        interfered = {v.flow_id for v in verdicts if v.flow_id}
+        for rec in self.result.flows[self._flows_mark:]:
+            if rec.id in interfered:
+                rec.outcome = Outcome.INTERFERED.value
+        self._flows_mark = len(self.result.flows)
         self.findings = []
         self.result.verdicts.extend(verdicts)
         if self.on_verdict is not None:

@@ -104,6 +104,8 @@ def _refine(f: Finding, ctx: Context, answered_ips: dict[str, int]) -> Finding:
     if trigger == Trigger.IP and ctx.answered_flows == 0:
         strength *= DEAD_NETWORK_FACTOR
         notes.append("no flow in this capture got any answer: a dead network or server looks the same")
+    if f.technique == Technique.THROTTLING:
+        return _throttling(f, ctx, server_ip)
     if trigger in (Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI):
         ok_names = _ok_names(ctx, server_ip)
         others = [n for n in ok_names if n != f.domain]
@@ -118,6 +120,54 @@ def _refine(f: Finding, ctx: Context, answered_ips: dict[str, int]) -> Finding:
             strength -= NO_CONTROL_PENALTY
     return replace(f, strength=strength, signals=tuple(dict.fromkeys(signals)), notes=tuple(notes),
                    trigger=trigger)
+
+
+THROTTLE_SAME_SERVER = 0.8
+THROTTLE_OTHER_SERVER = 0.4
+THROTTLE_NO_CONTROL = 0.1
+
+
+def _rate_index(ctx: Context) -> tuple[list[tuple[float, str, bytes, Optional[str]]],
+                                        dict[bytes, list[tuple[float, str, Optional[str]]]]]:
+    """All recorded download rates, fastest first, overall and per server (cached per size)."""
+    cached = getattr(ctx, "_rate_index_cache", None)
+    if cached is not None and cached[0] == len(ctx.rates):
+        return cached[1], cached[2]
+    overall = sorted(((r, fid, srv, d) for fid, (srv, d, r) in ctx.rates.items()), reverse=True)
+    per: dict[bytes, list[tuple[float, str, Optional[str]]]] = {}
+    for r, fid, srv, d in overall:
+        per.setdefault(srv, []).append((r, fid, d))
+    ctx._rate_index_cache = (len(ctx.rates), overall, per)  # type: ignore[attr-defined]
+    return overall, per
+
+
+def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
+    """A slow flow is throttled only next to a comparable flow that was much faster."""
+    own = ctx.rates.get(f.flow_id or "")
+    if own is None:
+        return replace(f, strength=THROTTLE_NO_CONTROL)
+    server, domain, rate = own
+    ratio = ctx.th.throttle_ratio
+    overall, per = _rate_index(ctx)
+    same = next(((d, r) for r, fid, d in per.get(server, []) if fid != f.flow_id and d != domain), None)
+    other = next(((d, r) for r, fid, srv, d in overall if fid != f.flow_id and srv != server), None)
+    signals = list(f.signals)
+    notes = list(f.notes)
+    if same is not None and rate <= ratio * same[1]:
+        d, r = same
+        signals.append("control_same_server")
+        strength = THROTTLE_SAME_SERVER
+        notes.append(f"the same server sent {d or 'another name'} at {r / 1000:.1f} kB/s "
+                     f"({r / max(rate, 1e-9):.0f}x faster)")
+    elif other is not None and rate <= ratio * other[1]:
+        d, r = other
+        signals.append("control_other_server")
+        strength = THROTTLE_OTHER_SERVER
+        notes.append(f"another server ({d or 'unnamed'}) sent at {r / 1000:.1f} kB/s "
+                     f"({r / max(rate, 1e-9):.0f}x faster); servers differ, so this is weak evidence")
+    else:
+        strength = THROTTLE_NO_CONTROL
+    return replace(f, strength=strength, signals=tuple(signals), notes=tuple(notes))
 
 
 def _ok_names(ctx: Context, server_ip: str) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from analyzer.detect import blockpage, drop, icmp, rst_injection
+from analyzer.detect import blockpage, drop, icmp, rst_injection, throttling
 from analyzer.detect.context import Context
 from analyzer.model import Finding
 from analyzer.track.facts import FlowInfo
@@ -22,4 +22,5 @@ FLOW_DETECTORS: tuple[FlowDetector, ...] = (
     blockpage.detect,
     icmp.detect,
     drop.detect,
+    throttling.detect,
 )

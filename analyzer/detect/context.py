@@ -38,11 +38,18 @@ class Block:
 class Context:
     def __init__(self, thresholds: Thresholds) -> None:
         self.th = thresholds
+        # download rates of flows that moved enough data: flow id -> (server ip, domain, rate)
+        self.rates: OrderedDict[str, tuple[bytes, Optional[str], float]] = OrderedDict()
         self.servers: OrderedDict[tuple[bytes, int, int], ServerStats] = OrderedDict()
         self.server_ips: OrderedDict[bytes, ServerStats] = OrderedDict()
         self.blocks: OrderedDict[tuple[bytes, bytes, int, int], Block] = OrderedDict()
         self.flows = 0
         self.answered_flows = 0
+
+    def record_rate(self, flow_id: str, server: bytes, domain: Optional[str], rate: float) -> None:
+        self.rates[flow_id] = (server, domain, rate)
+        if len(self.rates) > MAX_SERVERS:
+            self.rates.popitem(last=False)
 
     def server(self, ip: bytes, port: int, proto: int) -> ServerStats:
         key = (ip, port, proto)

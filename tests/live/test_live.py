@@ -444,6 +444,39 @@ def test_loopback_packets_are_seen_once(pair: Pair, tmp_path: Path) -> None:
     assert off["inputs"][0]["packets"] == 6 and off["inputs"][0]["linktype"] == "EN10MB"
 
 
+@pytest.mark.live
+@needs_root
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_signal_stops_capture_with_valid_file_and_report(pair: Pair, tmp_path: Path,
+                                                         signame: str) -> None:
+    import signal as signal_mod
+
+    out = tmp_path / "sig.pcap"
+    # ``ip netns exec`` execs the command, so the signal reaches the analyzer itself
+    cap = subprocess.Popen(pair.cmd(pair.client_ns, *analyzer_cmd(), "capture", "-i", "lo", "-w",
+                                    str(out), "-f", "json"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        err = Lines(cap.stderr)
+        assert err.wait_for("capturing on", 20), err.text()
+        _run(*pair.cmd(pair.client_ns, "ping", "-c", "2", "-i", "0.2", "127.0.0.1"))
+        time.sleep(0.3)
+        cap.send_signal(getattr(signal_mod, signame))
+        stdout = cap.stdout.read() if cap.stdout else ""
+        cap.wait(timeout=30)
+        err.join()
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    assert cap.returncode == 0, err.text()
+    assert "Traceback" not in err.text()
+    doc = json.loads(stdout)
+    assert doc["inputs"][0]["packets"] == 4
+    off = json.loads(_run(*analyzer_cmd(), "analyze", str(out), "-f", "json").stdout)
+    assert off["inputs"][0]["packets"] == 4 and "truncated_record" not in off["stats"]["skipped"]
+
+
 def _unprivileged_prefix() -> Optional[list[str]]:
     """Run as nobody when that user can start this interpreter; else as root without
     CAP_NET_RAW/CAP_NET_ADMIN (the interpreter may live under a private home)."""
