@@ -45,6 +45,9 @@ class Thresholds:
     throttle_min_seconds: float = 0.2
     # ... and it is throttled when its rate is at most this fraction of a comparable flow's.
     throttle_ratio: float = 0.1
+    # With no control to the same server, the flow must be this far below the median flow to
+    # other servers (policers cut rates ~100x: Twitter in Russia, 2021).
+    throttle_other_ratio: float = 0.02
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,13 @@ def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
     ratio = ctx.th.throttle_ratio
     overall, per = _rate_index(ctx)
     same = next(((d, r) for r, fid, d in per.get(server, []) if fid != f.flow_id and d != domain), None)
-    other = next(((d, r) for r, fid, srv, d in overall if fid != f.flow_id and srv != server), None)
+    # other servers: compare with the median of their rates, not the fastest one; rates across
+    # servers differ by orders of magnitude, so only a flow far below the typical one counts
+    others = [(r, d) for r, fid, srv, d in overall if fid != f.flow_id and srv != server]
+    other = None
+    if others:
+        r_med, d_med = others[len(others) // 2]
+        other = (d_med, r_med)
     signals = list(f.signals)
     notes = list(f.notes)
     if same is not None and rate <= ratio * same[1]:
@@ -159,11 +165,11 @@ def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
         strength = THROTTLE_SAME_SERVER
         notes.append(f"the same server sent {d or 'another name'} at {r / 1000:.1f} kB/s "
                      f"({r / max(rate, 1e-9):.0f}x faster)")
-    elif other is not None and rate <= ratio * other[1]:
+    elif other is not None and rate <= ctx.th.throttle_other_ratio * other[1]:
         d, r = other
         signals.append("control_other_server")
         strength = THROTTLE_OTHER_SERVER
-        notes.append(f"another server ({d or 'unnamed'}) sent at {r / 1000:.1f} kB/s "
+        notes.append(f"the median flow to other servers ({len(others)}) ran at {r / 1000:.1f} kB/s "
                      f"({r / max(rate, 1e-9):.0f}x faster); servers differ, so this is weak evidence")
     else:
         strength = THROTTLE_NO_CONTROL

@@ -13,13 +13,16 @@ Signals (``SIGNALS``):
   and whose download rate is at most ``throttle_ratio`` times the rate of a comparable flow.
 - ``control_same_server``: the comparable flow went to the same server address with another
   name: the strongest control a passive capture offers.
-- ``control_other_server``: the comparable flow went to another server. Weaker: servers differ.
+- ``control_other_server``: no control to the same server, but the flow ran at most
+  ``throttle_other_ratio`` times the median rate of flows to other servers. Weaker: servers
+  differ, hence the stricter ratio.
 
 A slow flow alone is a signal, not a verdict (nothing says the path or the server was not
 simply slow). The detector records the flow's rate; ``verdict.py`` compares it with every
 other flow of the capture once the input is finished and sets the confidence.
 
-Thresholds: ``throttle_min_bytes``, ``throttle_ratio``, ``throttle_min_seconds``.
+Thresholds: ``throttle_min_bytes``, ``throttle_ratio``, ``throttle_other_ratio``,
+``throttle_min_seconds``.
 
 Benign guard: a slow link slows every flow alike (no control is faster): nothing is said.
 Known false positives: a slow or overloaded server next to a fast CDN (other-server control,
