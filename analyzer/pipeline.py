@@ -112,8 +112,9 @@ class Analyzer:
             self.expire(self._now)
 
     def _fast_chunk(self, batch: Batch, start: int, end: int, info: InputInfo) -> None:
-        fields = extract(batch.buf, batch.offsets, batch.caplens, batch.linktypes, start, end)
-        ts = np.asarray(batch.ts[start:end], dtype=np.float64)
+        offs, caps, _wl, tss, lts = batch.arrays()
+        fields = extract(batch.buf, offs, caps, lts, start, end)
+        ts = tss[start:end]
         plan, nb, tmin, tmax = plan_chunk(self.table, fields, ts, batch.first_frame + start, self._input)
         if nb:
             self.stats.decoded += nb
@@ -129,12 +130,13 @@ class Analyzer:
     def _packet(self, batch: Batch, i: int) -> None:
         """The per-packet (reference) path for frame i of the batch."""
         stats = self.stats
-        lt = batch.linktypes[i]
+        offsets, caplens, wirelens, tss, linktypes = batch.lists()
+        lt = linktypes[i]
         if lt < 0:
             stats.skip("unusable_block")
             return
         try:
-            pkt = decode_frame(batch.buf, batch.offsets[i], batch.caplens[i], lt)
+            pkt = decode_frame(batch.buf, offsets[i], caplens[i], lt)
         except DecodeError as e:
             stats.skip(e.reason)
             return
@@ -144,11 +146,11 @@ class Analyzer:
             stats.skip("decoder_error")
             return
         stats.decoded += 1
-        ts = batch.ts[i]
+        ts = tss[i]
         pkt.frame = batch.first_frame + i
         pkt.ts = ts
         pkt.input = self._input
-        pkt.wirelen = batch.wirelens[i]
+        pkt.wirelen = wirelens[i]
         info = self.result.inputs[self._input]
         if info.first_ts is None or ts < info.first_ts:
             info.first_ts = ts

@@ -66,13 +66,13 @@ class Fields:
     win: I64
 
 
-def extract(buf: bytes, offsets: list[int], caplens: list[int], linktypes: list[int],
-            start: int, end: int) -> Fields:
+def extract(buf: bytes, offsets: I64, caplens: I64, linktypes: I64, start: int, end: int) -> Fields:
+    """Fields of frames start..end of a batch (numpy arrays of the batch's records)."""
     b = np.frombuffer(buf, dtype=np.uint8)
     last = len(b) - 1
-    off = np.asarray(offsets[start:end], dtype=np.int64)
-    cap_end = off + np.asarray(caplens[start:end], dtype=np.int64)
-    lt = np.asarray(linktypes[start:end], dtype=np.int64)
+    off = offsets[start:end]
+    cap_end = off + caplens[start:end]
+    lt = linktypes[start:end]
     n = len(off)
 
     def u8(pos: I64) -> I64:

@@ -22,6 +22,8 @@ yields ``None`` or a status string, never an exception.
 """
 from __future__ import annotations
 
+import struct
+
 from dataclasses import dataclass
 from typing import Callable, Final, Optional, TypeVar
 
@@ -244,7 +246,15 @@ class _Reader:
 _T = TypeVar("_T")
 
 
+_UINT_FORMATS = {1: "B", 2: "H"}
+
+
 def _uint_list(r: _Reader, size: int) -> tuple[int, ...]:
+    fmt = _UINT_FORMATS.get(size)
+    if fmt is not None and r.remaining % size == 0:
+        # one struct call for the whole vector (cipher suites, groups...): the hot case
+        data = r.raw(r.remaining)
+        return struct.unpack(f"!{len(data) // size}{fmt}", data)
     out: list[int] = []
     while not r.at_end():
         out.append(r.uint(size))
@@ -474,6 +484,11 @@ def parse_client_hello(stream: bytes) -> Optional[ClientHello]:
     when the data is not TLS or holds only part of the ClientHello.
     """
     return _client_hello_from_stream(bytes(stream))[1]
+
+
+def client_hello_and_status(stream: bytes) -> tuple[str, Optional[ClientHello]]:
+    """Both at once (one parse): the status of :func:`client_hello_status` and the hello."""
+    return _client_hello_from_stream(bytes(stream))
 
 
 def client_hello_status(stream: bytes) -> str:

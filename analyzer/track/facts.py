@@ -8,7 +8,7 @@ from typing import Optional
 from analyzer.decode.http import parse_http_request
 from analyzer.decode.packet import IPPROTO_TCP, IPPROTO_UDP
 from analyzer.decode.quic import QuicCryptoAssembler, is_quic_long_header, parse_quic_initial
-from analyzer.decode.tls import client_hello_status, parse_client_hello, parse_server_hello
+from analyzer.decode.tls import client_hello_and_status, parse_server_hello
 from analyzer.identify import identify
 from analyzer.model import FlowFacts, Identification, Target, format_ip
 from analyzer.track.flows import C2S, S2C, Flow
@@ -52,9 +52,8 @@ def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
     if flow.proto == IPPROTO_TCP:
         cstream = flow.stream(C2S)
         if cstream:
-            status = client_hello_status(cstream)
+            status, ch = client_hello_and_status(cstream)
             if status != "not_tls":
-                ch = parse_client_hello(cstream)
                 if ch is not None:
                     sni = ch.sni
                     ech = ch.ech or ch.esni
