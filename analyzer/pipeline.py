@@ -240,15 +240,18 @@ class Analyzer:
         st = ctx.server(flow.server, flow.sport, flow.proto)
         st.flows += 1
         answered = s.packets > 0 and not (s.packets == len(s.rsts))
+        if answered:
+            # the server's own TTL (its non-RST packets: RSTs may be forged), for later flows
+            main = s.main_ttl(exclude_rst=True)
+            if main is not None:
+                ipst = ctx.server_ip(flow.server)
+                ipst.ttls[main] = ipst.ttls.get(main, 0) + 1
         blocking = [f for f in findings if f.technique != Technique.THROTTLING]
         if answered and not blocking:
             ctx.answered_flows += 1
             st.answered += 1
             ip = format_ip(flow.server)
             self.answered_ips[ip] = self.answered_ips.get(ip, 0) + 1
-            ipst = ctx.server_ip(flow.server)
-            for t, c in s.ttls.items():
-                ipst.ttls[t] = ipst.ttls.get(t, 0) + c
             if s.payload_packets:
                 add_name(st.ok_names, info.domain)
                 st.last_ok_ts = flow.last_ts
