@@ -33,8 +33,8 @@ from types import FrameType
 from typing import IO, Any, Callable, Optional
 
 from analyzer.config import Settings
-from analyzer.model import InputInfo, Verdict
-from analyzer.pipeline import Analyzer, Result
+from analyzer.model import Finding, InputInfo, Outcome, Verdict
+from analyzer.pipeline import Analyzer, FlowRecord, Result
 from analyzer.report import render, render_jsonl
 from analyzer.report.document import to_document, verdict_dict
 from analyzer.report.escape import terminal_safe
@@ -55,13 +55,20 @@ def _verdict_order(v: Verdict) -> tuple[int, float, str]:
 
 
 class LiveAnalysis:
-    """An :class:`Analyzer` whose verdicts are decided while the input is still running."""
+    """An :class:`Analyzer` whose verdicts are decided while the input is still running.
+
+    A finding that is too weak to be a verdict *now* (e.g. a slow flow with no comparable flow
+    yet, see verdict.py's throttling controls) is held and decided again by ``end_input()``
+    with the whole capture's context, as offline; only then is it counted as weak."""
 
     def __init__(self, settings: Settings, emit: Optional[Callable[[Verdict], None]] = None) -> None:
         self.analyzer = Analyzer(settings)
         self.emit = emit
         self._link_ids: dict[str, str] = {}  # finding link_key -> verdict id, over the whole run
         self._decided: set[str] = set()
+        self._held: list[Finding] = []
+        self._records: dict[str, FlowRecord] = {}  # flow id -> record, for outcomes
+        self._records_seen = 0
 
     @property
     def result(self) -> Result:
@@ -69,6 +76,7 @@ class LiveAnalysis:
 
     def begin(self, info: InputInfo) -> None:
         self.analyzer.begin_input(info)
+        self._records_seen = len(self.analyzer.result.flows)
 
     def feed(self, batch: Batch) -> None:
         self.analyzer.feed(batch)
@@ -83,18 +91,36 @@ class LiveAnalysis:
         findings, an.findings = an.findings, []
         verdicts: list[Verdict] = []
         for f in findings:
-            for v in decide([f], an.ctx, an.answered_ips):
+            weak: list[Finding] = []
+            for v in decide([f], an.ctx, an.answered_ips, weak):
                 if f.link_key:
                     self._link_ids[f.link_key] = v.id
                 verdicts.append(v)
-        return self._publish(verdicts)
+            if weak:
+                self._held.append(f)
+        out = self._publish(verdicts)
+        self._mark_interfered(out)
+        return out
+
+    def _mark_interfered(self, verdicts: list[Verdict]) -> None:
+        flows = self.analyzer.result.flows
+        for rec in flows[self._records_seen:]:
+            self._records[rec.id] = rec
+        self._records_seen = len(flows)
+        for v in verdicts:
+            found = self._records.get(v.flow_id or "")
+            if found is not None:
+                found.outcome = Outcome.INTERFERED.value
 
     def finish(self) -> list[Verdict]:
-        """End the input: every open flow and transaction is finished and decided."""
+        """End the input: every open flow and transaction is finished, and what is left
+        (including held weak findings) is decided by ``end_input()``."""
         an = self.analyzer
         out = self._decide_pending()
+        an.findings[:0] = self._held
+        self._held = []
         n0 = len(an.result.verdicts)
-        an.end_input()
+        an.end_input()  # also marks the outcome of the flows behind its verdicts
         rest = an.result.verdicts[n0:]
         del an.result.verdicts[n0:]
         out += self._publish(rest)

@@ -126,6 +126,7 @@ class Analyzer:
                 self._now = tmax
         packet = self._packet
         plan.apply(lambda i: packet(batch, start + i))
+        self.stats.decoded -= plan.fallback
 
     def _packet(self, batch: Batch, i: int) -> None:
         """The per-packet (reference) path for frame i of the batch."""

@@ -152,10 +152,13 @@ def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
     same = next(((d, r) for r, fid, d in per.get(server, []) if fid != f.flow_id and d != domain), None)
     # other servers: compare with the median of their rates, not the fastest one; rates across
     # servers differ by orders of magnitude, so only a flow far below the typical one counts
-    others = [(r, d) for r, fid, srv, d in overall if fid != f.flow_id and srv != server]
+    others = overall  # fastest first; the median of all flows (the own one barely moves it)
     other = None
-    if others:
-        r_med, d_med = others[len(others) // 2]
+    if len(others) > 1:
+        m = len(others) // 2
+        if others[m][1] == f.flow_id:
+            m -= 1
+        r_med, _fid, _srv, d_med = others[m]
         other = (d_med, r_med)
     signals = list(f.signals)
     notes = list(f.notes)
@@ -169,7 +172,7 @@ def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
         d, r = other
         signals.append("control_other_server")
         strength = THROTTLE_OTHER_SERVER
-        notes.append(f"the median flow to other servers ({len(others)}) ran at {r / 1000:.1f} kB/s "
+        notes.append(f"the median of the capture's {len(others)} large flows ran at {r / 1000:.1f} kB/s "
                      f"({r / max(rate, 1e-9):.0f}x faster); servers differ, so this is weak evidence")
     else:
         strength = THROTTLE_NO_CONTROL

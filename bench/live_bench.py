@@ -226,7 +226,8 @@ def bench_analyzer(pair: Pair, args: argparse.Namespace, sender: str, workdir: s
     return {"mode": "analyzer", **sent, "captured": inp["packets"],
             "kernel_drops": doc["stats"].get("kernel_drops"), "span": span,
             "wall": wall if inp["packets"] >= args.packets else None,
-            "flows": doc["stats"]["flows"]}
+            "flows": doc["stats"]["flows"], "capture_seconds": doc["stats"]["seconds"],
+            "send_seconds": sent["seconds"]}
 
 
 def main() -> None:
@@ -282,6 +283,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
         line += f"  processed {captured / wall:,.0f} pps"
     if r.get("flows") is not None:
         line += f"  flows {r['flows']:,}"
+    if r.get("capture_seconds") is not None:
+        line += f"  (capture ran {r['capture_seconds']:.2f}s, sender {r['send_seconds']:.2f}s)"
     print(line, flush=True)
 
 

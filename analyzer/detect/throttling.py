@@ -14,7 +14,7 @@ Signals (``SIGNALS``):
 - ``control_same_server``: the comparable flow went to the same server address with another
   name: the strongest control a passive capture offers.
 - ``control_other_server``: no control to the same server, but the flow ran at most
-  ``throttle_other_ratio`` times the median rate of flows to other servers. Weaker: servers
+  ``throttle_other_ratio`` times the median rate of the capture's large flows. Weaker: servers
   differ, hence the stricter ratio.
 
 A slow flow alone is a signal, not a verdict (nothing says the path or the server was not

@@ -20,10 +20,21 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.decode.fast import PROTO_TCP, Fields
-from analyzer.track.flows import C2S, K_CONTEXT, K_PAYLOAD, Event, Flow, FlowTable
+from analyzer.decode.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+from analyzer.track.flows import (
+    C2S,
+    EPHEMERAL_MIN,
+    K_CONTEXT,
+    K_PAYLOAD,
+    SERVICE_PORTS,
+    Event,
+    Flow,
+    FlowTable,
+)
 
 I64 = npt.NDArray[np.int64]
 MASK48 = (1 << 48) - 1
+SERVICE_PORT_LIST = sorted(SERVICE_PORTS)
 # (group, dir, packets, bytes, payload bytes, payload packets, DF count, max ts, first ts,
 #  other direction's last index in the segment, tail length, first tail ts, last packet
 #  fields, chunk index of the deep packet it precedes (-1: end of chunk), segment*2+dir)
@@ -35,11 +46,12 @@ PROTO_SHIFT = 48
 class ChunkPlan:
     """What to do with one chunk: which packets go deep, and the boring flows' updates."""
 
-    __slots__ = ("slow", "apply")
+    __slots__ = ("slow", "apply", "fallback")
 
     def __init__(self, slow: list[int], apply: Callable[[Callable[[int], None]], None]) -> None:
         self.slow = slow  # chunk-relative indices for the per-packet path, ascending
         self.apply = apply  # apply(process_slow): runs slow packets and boring updates in order
+        self.fallback = 0  # boring packets that had to take the deep path after all
 
 
 def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0: int, input_idx: int) -> tuple[ChunkPlan, int, float, float]:
@@ -73,6 +85,15 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     capn = np.zeros((ngroups, 2), dtype=np.int64)
     group_flows: list[Flow | None] = [None] * ngroups
     keys: list[tuple[bytes, int, bytes, int, int]] = [(b"", 0, b"", 0, 0)] * ngroups
+    newflow = np.zeros(ngroups, dtype=np.bool_)
+    # orientation a new flow will get from its first packet (mirrors Flow.__init__)
+    first = kidx_s[gstart]
+    syn = np.where(f.proto[first] == PROTO_TCP, f.flags[first] & (TCP_SYN | TCP_ACK), 0)
+    sp, dp = f.sport[first], f.dport[first]
+    sp_service = ((sp > 0) & (sp < EPHEMERAL_MIN)) | np.isin(sp, SERVICE_PORT_LIST)
+    dp_service = ((dp > 0) & (dp < EPHEMERAL_MIN)) | np.isin(dp, SERVICE_PORT_LIST)
+    client_is_dst = (syn == (TCP_SYN | TCP_ACK)) | ((syn != TCP_SYN) & sp_service & ~dp_service)
+    pred_client_lo = np.where(client_is_dst, ~from_lo[gstart], from_lo[gstart])
     lo56_list = lo56_s[gstart].tolist()
     hi_list = hi_s[gstart].tolist()
     for g in range(ngroups):
@@ -83,7 +104,16 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
                l56 >> PROTO_SHIFT)
         keys[g] = key
         flow = flows_dict.get(key)
-        if flow is None or flow.hot or flow.closed:
+        if flow is None:
+            # a new flow: its first packet creates it on the deep path; the rest may be boring
+            # with the orientation Flow.__init__ will choose, checked when applied
+            newflow[g] = True
+            eligible[g] = True
+            client_lo[g] = pred_client_lo[g]
+            capn[g, 0] = n_first
+            capn[g, 1] = n_first
+            continue
+        if flow.hot or flow.closed:
             continue
         group_flows[g] = flow
         eligible[g] = True
@@ -96,9 +126,22 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     gid = np.repeat(np.arange(ngroups), gend - gstart)
     pos = np.arange(nk, dtype=np.int64)
     big = np.int64(1 << 62)
-    # after the first SYN/FIN/RST/DNS/fragment packet of a flow, the rest of the chunk goes deep
-    first_nc = np.minimum.reduceat(np.where(cand_s, big, pos), gstart)
-    after_nc = pos >= first_nc[gid]
+    # Packets that are not candidates (SYN/FIN/RST, DNS, first fragments) go deep themselves.
+    # Two of them change what later packets of the flow mean, so the rest of the chunk goes
+    # deep after them: a RST (the flow turns "hot": packets after it are key packets), and a
+    # SYN after a FIN (the 4-tuple may be reused by a new connection, a new Flow object).
+    # DNS flows are all non-candidates anyway.
+    flags_s = np.where(f.proto[kidx_s] == PROTO_TCP, f.flags[kidx_s], 0)
+    is_rst = (flags_s & TCP_RST) != 0
+    is_fin = (flags_s & TCP_FIN) != 0
+    is_syn_only = (flags_s & (TCP_SYN | TCP_ACK)) == TCP_SYN
+    first_rst = np.minimum.reduceat(np.where(is_rst, pos, big), gstart)
+    first_fin = np.minimum.reduceat(np.where(is_fin, pos, big), gstart)
+    first_syn_after_fin = np.minimum.reduceat(np.where(is_syn_only & (pos > first_fin[gid]), pos, big), gstart)
+    # non-candidates that are neither RST/FIN/SYN (DNS, first fragments): deep, and so is
+    # everything after them in the flow (DNS-over-TCP and fragment reassembly stay exact)
+    first_other_nc = np.minimum.reduceat(np.where(~cand_s & ~is_rst & ~is_fin & ((flags_s & TCP_SYN) == 0), pos, big), gstart)
+    after_nc = (pos >= first_rst[gid]) | (pos >= first_syn_after_fin[gid]) | (pos >= first_other_nc[gid]) | ~cand_s
     d_s = np.where(from_lo == client_lo[gid], 0, 1).astype(np.int64)
     tcp_s = f.proto[kidx_s] == PROTO_TCP
     plen_s = f.plen[kidx_s]
@@ -113,7 +156,8 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     base = np.maximum.accumulate(np.where(seg0, cs - pay_o, 0))
     rank = np.empty(nk, dtype=np.int64)
     rank[o] = cs - pay_o - base
-    slow_s = ~eligible[gid] | after_nc | (payloadish & (rank < capn[gid, d_s]))
+    first_of_new = newflow[gid] & (pos == gstart[gid])
+    slow_s = ~eligible[gid] | after_nc | first_of_new | (payloadish & (rank < capn[gid, d_s]))
     slow_mask = np.ones(n, dtype=np.bool_)
     slow_mask[kidx_s[~slow_s]] = False
     slow = np.flatnonzero(slow_mask).tolist()
@@ -132,6 +176,9 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     bsel = np.flatnonzero(boring_pkt)
     seg_brk0 = np.concatenate(([True], (gid[bsel][1:] != gid[bsel][:-1]) | (slow_before[bsel][1:] != slow_before[bsel][:-1])))
     segid = np.cumsum(seg_brk0) - 1
+    # packets of each segment in order, for the (should-not-happen) fallback of new flows
+    seg_first = np.flatnonzero(seg_brk0)
+    seg_packets = np.split(kidx_s[bsel], seg_first[1:]) if newflow.any() else []
     bg = gid[bsel]
     bd = d_s[bsel]
     bidx = kidx_s[bsel]
@@ -187,10 +234,25 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
             g_last[g] = li_frame
     lru = sorted((v, g) for g, v in g_last.items())
 
-    def apply_row(row: Row) -> None:
+    done_fallback: set[int] = set()
+
+    def apply_row(row: Row, process_slow: Callable[[int], None]) -> None:
         g, d, c, sb, sp, npay, ndf, mts, fts, olast, ntail, ftail, lf, _at, gdv = row
         flow = group_flows[g]
-        assert flow is not None
+        if flow is None:
+            key = keys[g]
+            flow = flows_dict.get(key)
+            want_lo = bool(client_lo[g])
+            if flow is None or flow.hot or (flow.client == key[0] and flow.cport == key[1]) != want_lo:
+                # the deep path did not create the flow as predicted: take these packets deep
+                seg = gdv >> 1
+                if seg not in done_fallback:
+                    done_fallback.add(seg)
+                    for i in seg_packets[seg].tolist():
+                        plan.fallback += 1  # counted as boring already; the caller corrects
+                        process_slow(i)
+                return
+            group_flows[g] = flow
         ds = flow.dirs[d]
         flow.packets += c
         flow.bytes += sb
@@ -238,16 +300,17 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
             rows = get_rows(i)
             if rows:
                 for row in rows:
-                    apply_row(row)
+                    apply_row(row, process_slow)
             process_slow(i)
         for row in tail_rows:
-            apply_row(row)
+            apply_row(row, process_slow)
         while j < nl:
             move(keys[lru[j][1]])
             j += 1
 
     tb = ts[kidx_s[boring_pkt]]
-    return ChunkPlan(slow, apply), nb, float(tb.min()), float(tb.max())
+    plan = ChunkPlan(slow, apply)
+    return plan, nb, float(tb.min()), float(tb.max())
 
 
 def _only_slow(slow: list[int]) -> Callable[[Callable[[int], None]], None]:
