@@ -5,14 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from analyzer.decode.dns import parse_dns
 from analyzer.decode.http import parse_http_request
 from analyzer.decode.packet import IPPROTO_TCP, IPPROTO_UDP
 from analyzer.decode.quic import QuicCryptoAssembler, is_quic_long_header, parse_quic_initial
 from analyzer.decode.tls import client_hello_and_status, parse_server_hello
 from analyzer.identify import identify
 from analyzer.model import FlowFacts, Identification, Target, format_ip
+from analyzer.status import DecodeError
 from analyzer.track.flows import C2S, S2C, Flow
 
+DNS_PORT = 53
+DNS_TCP_PREFIX = 2  # RFC 1035 4.2.2 length field
 # Payload bytes of each direction handed to identification.
 IDENTIFY_PREFIX = 2048
 IDENTIFY_PACKETS = 6
@@ -95,6 +99,15 @@ def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
             trigger_frames = tuple(frames)
             # every Initial of the client carries the trigger, retransmissions included
             trigger_frames = tuple(sorted({s[1] for s in cdir.payloads if is_quic_long_header(s[2])}))
+    if flow.sport == DNS_PORT and cdir.payloads:
+        # a DNS flow's domain is its first query's name (TCP: after the 2-byte length)
+        data = cdir.payloads[0][2][DNS_TCP_PREFIX:] if flow.proto == IPPROTO_TCP else cdir.payloads[0][2]
+        try:
+            msg = parse_dns(data)
+            if msg.questions:
+                dns_names = (msg.questions[0].name,) + tuple(n for n in dns_names if n != msg.questions[0].name)
+        except DecodeError:
+            pass
     server_answered = sdir.payload_packets > 0
     facts = FlowFacts(
         proto=flow.proto_name,
