@@ -34,7 +34,7 @@ from typing import IO, Any, Callable, Optional
 
 from analyzer.config import Settings
 from analyzer.model import Finding, InputInfo, Outcome, Verdict
-from analyzer.pipeline import Analyzer, FlowRecord, Result
+from analyzer.pipeline import Analyzer, Result
 from analyzer.report import render, render_jsonl
 from analyzer.report.document import to_document, verdict_dict
 from analyzer.report.escape import terminal_safe
@@ -46,7 +46,6 @@ from analyzer.verdict import decide
 TICK_SECONDS = 0.5  # expiry scan + verdict decisions, at least this often
 STATUS_SECONDS = 0.5  # status line refresh
 READ_TIMEOUT = 0.1  # longest wait for the first packet of a batch
-LIVE_IDLE_TIMEOUT = 30.0  # default --idle-timeout: shorter than offline so verdicts come quickly
 DOCUMENT_FORMATS = ("json", "csv", "markdown", "html")  # one document: nothing else on its stream
 
 
@@ -61,14 +60,14 @@ class LiveAnalysis:
     yet, see verdict.py's throttling controls) is held and decided again by ``end_input()``
     with the whole capture's context, as offline; only then is it counted as weak."""
 
-    def __init__(self, settings: Settings, emit: Optional[Callable[[Verdict], None]] = None) -> None:
+    def __init__(self, settings: Settings,
+                 emit: Optional[Callable[[Verdict], None]] = None) -> None:
         self.analyzer = Analyzer(settings)
         self.emit = emit
         self._link_ids: dict[str, str] = {}  # finding link_key -> verdict id, over the whole run
         self._decided: set[str] = set()
         self._held: list[Finding] = []
-        self._records: dict[str, FlowRecord] = {}  # flow id -> record, for outcomes
-        self._records_seen = 0
+        self._records_seen = 0  # flow records already looked at for outcomes
 
     @property
     def result(self) -> Result:
@@ -103,12 +102,12 @@ class LiveAnalysis:
         return out
 
     def _mark_interfered(self, verdicts: list[Verdict]) -> None:
+        """The flow records behind this tick's verdicts were added by the same expiry scan."""
         flows = self.analyzer.result.flows
-        for rec in flows[self._records_seen:]:
-            self._records[rec.id] = rec
+        fresh = {rec.id: rec for rec in flows[self._records_seen:]} if verdicts else {}
         self._records_seen = len(flows)
         for v in verdicts:
-            found = self._records.get(v.flow_id or "")
+            found = fresh.get(v.flow_id or "")
             if found is not None:
                 found.outcome = Outcome.INTERFERED.value
 
@@ -299,7 +298,10 @@ def run_capture(opts: CaptureOptions, settings: Settings, stdout: IO[str], stder
         with open(opts.output, "w", encoding="utf-8", newline="") as fh:
             fh.write(render(doc, opts.fmt))
     elif not printer.broken:
-        text = render_jsonl(dict(doc, verdicts=[])) if opts.fmt == "jsonl" else render(doc, opts.fmt)
+        if opts.fmt == "jsonl":  # the verdict lines are out already
+            text = render_jsonl(dict(doc, verdicts=[]))
+        else:
+            text = render(doc, opts.fmt)
         try:
             stdout.write(text)
             stdout.flush()
@@ -353,5 +355,5 @@ def _loop(opts: CaptureOptions, cap: LiveCapture, writer: Optional[CaptureWriter
     return None
 
 
-__all__ = ["CaptureOptions", "LiveAnalysis", "LIVE_IDLE_TIMEOUT", "StatusLine", "run_capture",
+__all__ = ["CaptureOptions", "LiveAnalysis", "StatusLine", "run_capture",
            "verdict_json_line", "verdict_line"]

@@ -16,6 +16,9 @@ from analyzer.report import FORMATS
 from analyzer.status import AnalyzerError, ExitStatus
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# Default --idle-timeout: shorter than the offline Settings.idle_timeout so that live verdicts
+# come quickly (a flow is decided once it has been silent this long).
+LIVE_IDLE_TIMEOUT = 30.0
 
 
 def _fail(message: str, status: ExitStatus) -> NoReturn:
@@ -56,7 +59,8 @@ def _fail(message: str, status: ExitStatus) -> NoReturn:
               default=None, metavar="FILE",
               help="Write the final report to FILE instead of standard output (verdicts are then "
                    "printed to standard output as they come).")
-@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True),
+              default=LIVE_IDLE_TIMEOUT,
               show_default=True, metavar="SECONDS",
               help="Finish (and decide) a flow after this many seconds without packets. Shorter "
                    "than the offline default so verdicts come quickly; closed flows (RST, FIN) are "

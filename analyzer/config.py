@@ -33,6 +33,11 @@ class Thresholds:
     # Seconds between the client's first trigger/handshake packet and its last retransmission
     # before silence counts (Linux retransmits after ~0.2-1 s, doubling).
     silence_seconds: float = 1.0
+    # A VPN tunnel that worked is "stalled" when the client sent at least stall_packets over at
+    # least stall_seconds with nothing back (WireGuard keepalives come every 25 s when idle;
+    # TCP inside a tunnel acknowledges within an RTT).
+    stall_seconds: float = 10.0
+    stall_packets: int = 5
     # --- residual blocking (detect/residual.py) ---
     # The GFW keeps residual state 60-180 s (Bock et al. 2020; Wang et al. 2017).
     residual_window: float = 180.0
@@ -64,7 +69,10 @@ class Settings:
     max_events: int = 96
     # Per direction: first payload segments kept (for ClientHello reassembly and target id).
     first_payloads: int = 8
-    first_payload_bytes: int = 16_384
+    # Bytes of those kept per direction: the client's side holds the trigger (a ClientHello with
+    # post-quantum key shares is ~2 KB), the server's only needs its first message.
+    first_payload_bytes: int = 8_192
+    first_payload_bytes_server: int = 2_048
     # Packets per batch handed from the reader to the decoder.
     batch_packets: int = 65_536
     # Packets per chunk: flows are expired at chunk boundaries and the fast path plans a chunk

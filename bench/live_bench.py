@@ -171,8 +171,8 @@ def send(pair: Pair, sender: str, workdir: str, frames: list[bytes], count: int,
         fh.write(b"\0SPLIT\0".join(frames))
     workers = max(1, min(4, (os.cpu_count() or 2) - 1))
     share = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
-    procs = [subprocess.Popen(pair.exec(pair.tx, sys.executable, "-c", SENDER, pair.tif, path, str(n)))
-             for n in share]
+    procs = [subprocess.Popen(pair.exec(pair.tx, sys.executable, "-c", SENDER, pair.tif, path,
+                                        str(n))) for n in share]
     for p in procs:
         p.wait()
     return {"sender": f"python x{workers} (rate not limited)", "sent": count,
@@ -231,7 +231,8 @@ def bench_analyzer(pair: Pair, args: argparse.Namespace, sender: str, workdir: s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--packets", type=int, default=200_000, help="packets to send (default 200000)")
     ap.add_argument("--rate", type=int, default=0, help="packets/s to offer (0: top speed)")
     ap.add_argument("--flows", type=int, default=1000, help="distinct UDP source ports (flows)")
@@ -247,7 +248,8 @@ def main() -> None:
     if sender == "auto":
         sender = "tcpreplay" if shutil.which("tcpreplay") else "python"
     if sender == "tcpreplay" and not shutil.which("tcpreplay"):
-        raise SystemExit("tcpreplay is not installed (apt-get install tcpreplay), use --sender python")
+        raise SystemExit("tcpreplay is not installed (apt-get install tcpreplay); "
+                         "use --sender python")
     pair = Pair()
     pair.down()
     results: list[dict[str, Any]] = []
@@ -267,7 +269,8 @@ def main() -> None:
         pair.down()
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"args": vars(args), "cpus": os.cpu_count(), "results": results}, fh, indent=2)
+            json.dump({"args": vars(args), "cpus": os.cpu_count(), "results": results}, fh,
+                      indent=2)
 
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:

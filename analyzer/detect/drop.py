@@ -21,10 +21,11 @@ Signals (``SIGNALS``):
   reset, IKE SA_INIT) sent at least twice with no datagram back. Trigger ``quic_sni`` for QUIC
   with an SNI, ``protocol`` for VPNs (verdict.py turns it into ``ip`` when nothing else from
   that address worked either: then the capture cannot tell a protocol filter from a blackhole).
-- ``tunnel_stalled``: a UDP VPN tunnel that worked, then ``drop_min_retrans``+ client packets
-  over at least ``silence_seconds`` got no answer up to the end of the flow.
+- ``tunnel_stalled``: a UDP VPN tunnel that worked, then ``stall_packets`` client packets over
+  at least ``stall_seconds`` got no answer up to the end of the flow.
 
-Thresholds: ``drop_min_retrans``, ``syn_min_attempts``, ``silence_seconds``.
+Thresholds: ``drop_min_retrans``, ``syn_min_attempts``, ``silence_seconds``, ``stall_seconds``,
+``stall_packets``.
 
 Vantage point: silence is only evidence when the capture was taken at the client (its packets
 carry an initial TTL such as 64/128/255, or one less at the first-hop router). In a server-side
@@ -166,8 +167,8 @@ def _udp(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
         strength = 0.5 + 0.05 * min(4, c.packets - 2)
         return [_finding(flow, info, trig, ("handshake_unanswered",), ev, strength,
                          (f"{c.packets} datagrams over {c.last_ts - c.first_ts:.1f}s, none back",), lad)]
-    if is_vpn and s.packets > 0 and c.unanswered >= th.drop_min_retrans + 1 \
-            and c.last_ts - c.unanswered_since >= th.silence_seconds * 2:
+    if is_vpn and s.packets > 0 and c.unanswered >= th.stall_packets \
+            and c.last_ts - c.unanswered_since >= th.stall_seconds:
         ev = (Evidence(c.last[0] if c.last else flow.first_frame, c.last_ts,
                        f"{c.unanswered} client packets since {c.last_ts - c.unanswered_since:.1f}s without answer",
                        flow.input),)

@@ -11,6 +11,8 @@ Signals (``SIGNALS``):
 
 - ``slow_after_trigger``: a TLS/HTTP flow whose server sent at least ``throttle_min_bytes``
   and whose download rate is at most ``throttle_ratio`` times the rate of a comparable flow.
+  Rates are bytes per second of *busy* time (gaps between the server's packets, each capped
+  at one second), so an interactive flow that idles between messages is not called slow.
 - ``control_same_server``: the comparable flow went to the same server address with another
   name: the strongest control a passive capture offers.
 - ``control_other_server``: no control to the same server, but the flow ran at most
@@ -49,12 +51,12 @@ RATE_MIN_SPAN = 0.001  # seconds: a download faster than this counts as taking 1
 
 
 def download_rate(flow: Flow) -> float | None:
-    """Server payload bytes per second from its first payload to its last packet."""
+    """Server payload bytes per second of *busy* time: the gaps between the server's packets,
+    each capped at one second, so that an interactive flow that idles is not called slow."""
     s = flow.dirs[S2C]
     if not s.payloads:
         return None
-    span = max(s.last_ts - s.payloads[0][3], RATE_MIN_SPAN)
-    return s.payload_bytes / span
+    return s.payload_bytes / max(s.busy_us / 1e6, RATE_MIN_SPAN)
 
 
 def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
@@ -64,7 +66,7 @@ def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
     s = flow.dirs[S2C]
     if s.payload_bytes < th.throttle_min_bytes or not s.payloads:
         return []
-    if s.last_ts - s.payloads[0][3] < th.throttle_min_seconds:
+    if s.busy_us / 1e6 < th.throttle_min_seconds:
         return []
     rate = download_rate(flow)
     if rate is None:

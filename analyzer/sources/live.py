@@ -92,13 +92,15 @@ ARPHRD_LOOPBACK = 772
 ARPHRD_NAMES = {1: "ethernet", 772: "loopback", 65534: "none (tun)", 512: "ppp", 768: "ipip",
                 769: "ip6ip6", 776: "sit", 778: "gre", 823: "ip6gre", 801: "wlan", 803: "radiotap",
                 280: "can", 65535: "void"}
-SLL2_HEADER = struct.Struct(">HHIHBB8s")  # protocol, reserved, ifindex, hatype, pkttype, halen, addr
+# protocol, reserved, ifindex, hatype, pkttype, halen, addr
+SLL2_HEADER = struct.Struct(">HHIHBB8s")
 SLL2_HEADER_LEN = SLL2_HEADER.size  # 20
 SLL_HEADER_LEN = 16
 TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux
 TPACKET_STATS = struct.Struct("@II")  # tp_packets, tp_drops
 PACKET_MREQ = struct.Struct("@iHH8s")  # mr_ifindex, mr_type, mr_alen, mr_address
-# sll_family, sll_protocol (network order), sll_ifindex, sll_hatype, sll_pkttype, sll_halen, sll_addr
+# sll_family, sll_protocol (network order), sll_ifindex, sll_hatype, sll_pkttype, sll_halen,
+# sll_addr
 SOCKADDR_LL = struct.Struct("@HHiHBB8s")
 
 # classic BPF (linux/bpf_common.h)
@@ -159,11 +161,14 @@ class Interface:
 
     @property
     def linktype(self) -> int:
-        return LINKTYPE_EN10MB if self.hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK) else LINKTYPE_LINUX_SLL2
+        if self.hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+            return LINKTYPE_EN10MB
+        return LINKTYPE_LINUX_SLL2
 
 
 def _ifreq(name: str) -> bytes:
-    return struct.pack(f"{IFNAMSIZ}s{IFNAMSIZ + 8}x", name.encode("utf-8", "surrogateescape")[:IFNAMSIZ - 1])
+    raw = name.encode("utf-8", "surrogateescape")[:IFNAMSIZ - 1]
+    return struct.pack(f"{IFNAMSIZ}s{IFNAMSIZ + 8}x", raw)
 
 
 def _interface_details(sock: socket.socket, name: str, index: int) -> Interface:
@@ -271,7 +276,8 @@ def _compile_libpcap(expr: str, linktype: int, snaplen: int) -> Optional[list[Bp
     try:
         prog = _BpfProgramC()
         netmask_unknown = 0xFFFFFFFF  # PCAP_NETMASK_UNKNOWN
-        if lib.pcap_compile(handle, ctypes.byref(prog), expr.encode("utf-8"), 1, netmask_unknown) != 0:
+        rc = lib.pcap_compile(handle, ctypes.byref(prog), expr.encode("utf-8"), 1, netmask_unknown)
+        if rc != 0:
             err = (lib.pcap_geterr(handle) or b"syntax error").decode("utf-8", "replace")
             raise CaptureUsageError(f"bad --bpf filter {expr!r}: {err}")
         try:
@@ -286,7 +292,8 @@ def _compile_libpcap(expr: str, linktype: int, snaplen: int) -> Optional[list[Bp
 def _compile_tcpdump(expr: str, linktype: int) -> list[BpfInsn]:
     tcpdump = shutil.which("tcpdump")
     if tcpdump is None:
-        raise CaptureError("cannot compile the --bpf filter: neither libpcap nor tcpdump is installed")
+        raise CaptureError("cannot compile the --bpf filter: "
+                           "neither libpcap nor tcpdump is installed")
     try:
         proc = subprocess.run([tcpdump, "-y", linktype_name(linktype), "-ddd", expr],
                               capture_output=True, timeout=30, check=False)
@@ -294,7 +301,8 @@ def _compile_tcpdump(expr: str, linktype: int) -> list[BpfInsn]:
         raise CaptureError(f"cannot compile the --bpf filter with tcpdump: {e}") from None
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise CaptureUsageError(f"bad --bpf filter {expr!r}: {msg[-1] if msg else 'tcpdump failed'}")
+        why = msg[-1] if msg else "tcpdump failed"
+        raise CaptureUsageError(f"bad --bpf filter {expr!r}: {why}")
     try:
         numbers = [int(x) for x in proc.stdout.split()]
     except ValueError:
@@ -422,7 +430,8 @@ class LiveCapture:
 
     # -- setup --------------------------------------------------------------------------------
     def open(self) -> None:
-        """Raise CaptureUsageError (bad interface / filter), CapturePermissionError, CaptureError."""
+        """Raise CaptureUsageError (bad interface / filter), CapturePermissionError or
+        CaptureError."""
         self.iface = find_interface(self.interface)
         if self.iface is not None and self.iface.hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
             self.cooked = False
@@ -641,7 +650,9 @@ class CaptureWriter:
         if interface:
             idb_opts += _opt(PCAPNG_OPT_IF_NAME, interface.encode("utf-8", "backslashreplace"))
         if bpf:
-            idb_opts += _opt(PCAPNG_OPT_IF_FILTER, b"\x00" + bpf.encode("utf-8", "backslashreplace"))
+            # if_filter: a type byte (0: a libpcap filter string), then the expression
+            idb_opts += _opt(PCAPNG_OPT_IF_FILTER,
+                             b"\x00" + bpf.encode("utf-8", "backslashreplace"))
         idb = _block(PCAPNG_IDB, struct.pack("<HHI", self.linktype, 0, self.snaplen) + idb_opts
                      + _opt_end())
         return shb + idb
@@ -655,7 +666,8 @@ class CaptureWriter:
                                                batch.ts_ns):
                 pad = -caplen % 4
                 blen = 32 + caplen + pad
-                parts.append(head.pack(PCAPNG_EPB, blen, 0, ns >> 32, ns & 0xFFFFFFFF, caplen, wirelen))
+                parts.append(head.pack(PCAPNG_EPB, blen, 0, ns >> 32, ns & 0xFFFFFFFF, caplen,
+                                       wirelen))
                 parts.append(buf[off:off + caplen])
                 parts.append(b"\0" * pad + struct.pack("<I", blen))
         else:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from analyzer.decode.fast import PROTO_TCP, Fields
 from analyzer.decode.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 from analyzer.track.flows import (
+    BUSY_GAP_US,
     C2S,
     EPHEMERAL_MIN,
     K_CONTEXT,
@@ -37,9 +38,10 @@ MASK48 = (1 << 48) - 1
 SERVICE_PORT_LIST = sorted(SERVICE_PORTS)
 # (group, dir, packets, bytes, payload bytes, payload packets, DF count, max ts, first ts,
 #  other direction's last index in the segment, tail length, first tail ts, last packet
-#  fields, chunk index of the deep packet it precedes (-1: end of chunk), segment*2+dir)
+#  fields, chunk index of the deep packet it precedes (-1: end of chunk), segment*2+dir,
+#  busy microseconds between the segment's own packets)
 Row = tuple[int, int, int, int, int, int, int, float, float, int, int, float,
-            tuple[int, float, int, int, int, int, int, int, int, bool, int], int, int]
+            tuple[int, float, int, int, int, int, int, int, int, bool, int], int, int, int]
 PROTO_SHIFT = 48
 
 
@@ -79,7 +81,7 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     # per-group state from the flow table (Python loop over flows, not packets)
     flows_dict = table.flows
     n_first = table._first_payloads
-    max_bytes = table._first_payload_bytes
+    max_c, max_s = table._limits
     eligible = np.zeros(ngroups, dtype=np.bool_)
     client_lo = np.zeros(ngroups, dtype=np.bool_)
     capn = np.zeros((ngroups, 2), dtype=np.int64)
@@ -120,8 +122,9 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
         client_lo[g] = flow.client == key[0] and flow.cport == key[1]
         d0, d1 = flow.dirs
         # how many more payload packets each direction may still keep (deep path)
-        capn[g, 0] = n_first - len(d0.payloads) if d0.kept_bytes < max_bytes else 0
-        capn[g, 1] = n_first - len(d1.payloads) if d1.kept_bytes < max_bytes else 0
+        # (flow.dirs[0] is the client's side)
+        capn[g, 0] = n_first - len(d0.payloads) if d0.kept_bytes < max_c else 0
+        capn[g, 1] = n_first - len(d1.payloads) if d1.kept_bytes < max_s else 0
     nk = len(kidx_s)
     gid = np.repeat(np.arange(ngroups), gend - gstart)
     pos = np.arange(nk, dtype=np.int64)
@@ -201,6 +204,12 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     n_pay = np.add.reduceat((pl > 0).astype(np.int64), sstart)
     n_df = np.add.reduceat(f.df[idx2].astype(np.int64), sstart)
     max_ts = np.maximum.reduceat(tsv, sstart)
+    # busy time: gaps between consecutive packets of a (segment, direction), capped
+    gaps = np.rint(np.diff(tsv) * 1e6).astype(np.int64) if len(tsv) > 1 else np.zeros(0, dtype=np.int64)
+    gaps = np.clip(gaps, 0, BUSY_GAP_US)
+    same_seg = gd2[1:] == gd2[:-1]
+    gaps = np.where(same_seg, gaps, 0)
+    busy_in = np.add.reduceat(np.concatenate(([0], gaps)), sstart) if len(tsv) else np.zeros(0, dtype=np.int64)
     first_ts = tsv[sstart]
     li = idx2[send - 1]  # last packet of each (segment, direction)
     last_by_gd = dict(zip(seg_gd.tolist(), li.tolist()))
@@ -220,7 +229,7 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     for row in zip(seg_group.tolist(), (seg_gd & 1).tolist(), cnt.tolist(), sum_bytes.tolist(),
                    sum_plen.tolist(), n_pay.tolist(), n_df.tolist(), max_ts.tolist(), first_ts.tolist(),
                    other_last.tolist(), n_tail.tolist(), first_tail_ts.tolist(), last_fields,
-                   seg_attach.tolist(), seg_gd.tolist()):
+                   seg_attach.tolist(), seg_gd.tolist(), busy_in.tolist()):
         rows_by_attach.setdefault(row[13], []).append(row)
     ttl_by_seg: dict[int, list[tuple[int, int]]] = {}
     for gdv, ttl, c in zip((uk // 256).tolist(), (uk % 256).tolist(), uc.tolist()):
@@ -237,7 +246,7 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     done_fallback: set[int] = set()
 
     def apply_row(row: Row, process_slow: Callable[[int], None]) -> None:
-        g, d, c, sb, sp, npay, ndf, mts, fts, olast, ntail, ftail, lf, _at, gdv = row
+        g, d, c, sb, sp, npay, ndf, mts, fts, olast, ntail, ftail, lf, _at, gdv, busy = row
         flow = group_flows[g]
         if flow is None:
             key = keys[g]
@@ -279,6 +288,12 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
             ds.unanswered = ntail
             ds.unanswered_since = ftail
             other.unanswered = 0
+        prev = ds.last
+        if prev is not None:
+            gap = round((fts - prev[1]) * 1e6)
+            if gap > 0:
+                ds.busy_us += gap if gap < BUSY_GAP_US else BUSY_GAP_US
+        ds.busy_us += busy
         frame, t, flags, seq, ack, ttl, ipid, win, plen, df, _p = lf
         if tcp:
             ds.last = (frame, t, input_idx, d, flags, seq, ack, ttl, ipid, win, plen, df, K_CONTEXT)

@@ -8,7 +8,7 @@ sequence space — plus the first payload segments (ClientHello reassembly, iden
 and a bounded list of *key packets* (handshake, FIN/RST, first payloads, packets around a
 RST), which also feed the ladder diagrams.
 
-Memory is bounded per flow (settings.max_events, first_payloads, first_payload_bytes) and
+Memory is bounded per flow (settings.max_events, first_payloads, first_payload_bytes[_server]) and
 the table evicts idle flows (settings.idle_timeout) and the least recently active ones when
 it is full (settings.max_flows).
 """
@@ -51,6 +51,8 @@ E_KIND: Final = 12
 # E_KIND: why the packet was kept
 K_HANDSHAKE, K_PAYLOAD, K_CLOSE, K_AFTER_RST, K_CONTEXT = range(5)
 
+BUSY_GAP_US = 1_000_000
+
 # Server ports above 1023 that identify the server side of a flow seen without its handshake.
 SERVICE_PORTS = frozenset((1194, 1701, 1723, 4500, 5222, 8388, 8443, 9001, 9030, 51820, 8080, 3128))
 EPHEMERAL_MIN = 1024
@@ -70,6 +72,7 @@ class Direction:
         "packets", "bytes", "payload_bytes", "ttls", "df_set", "df_clear", "isn", "max_seq_end", "payloads", "kept_bytes", "payload_packets",
         "retrans", "syn_frame", "syn_options", "syn_count", "fin_frame", "rsts",
         "first_ts", "last_ts", "last", "synack_count", "unanswered", "unanswered_since",
+        "busy_us",
     )
 
     def __init__(self) -> None:
@@ -97,6 +100,9 @@ class Direction:
         # packets of this side since the other side last sent anything, and when they began
         self.unanswered = 0
         self.unanswered_since = 0.0
+        # time this side was sending: gaps between its packets, each capped at BUSY_GAP_US
+        # (idle periods do not count), in integer microseconds so both paths sum exactly
+        self.busy_us = 0
 
     def main_ttl(self, exclude_rst: bool = True) -> Optional[int]:
         """Most frequent TTL among this side's packets (RSTs excluded when asked)."""
@@ -219,6 +225,8 @@ class FlowTable:
         self._max_events = settings.max_events
         self._first_payloads = settings.first_payloads
         self._first_payload_bytes = settings.first_payload_bytes
+        # per direction (client, server)
+        self._limits = (settings.first_payload_bytes, settings.first_payload_bytes_server)
         self._linger = settings.thresholds.close_linger
 
     def __len__(self) -> int:
@@ -280,6 +288,11 @@ class FlowTable:
         if ds.unanswered == 1:
             ds.unanswered_since = ts
         flow.dirs[1 - d].unanswered = 0
+        prev = ds.last
+        if prev is not None:
+            gap = round((ts - prev[1]) * 1e6)
+            if gap > 0:
+                ds.busy_us += gap if gap < BUSY_GAP_US else BUSY_GAP_US
         ttls = ds.ttls
         ttls[pkt.ttl] = ttls.get(pkt.ttl, 0) + 1
         if pkt.df:
@@ -308,7 +321,8 @@ class FlowTable:
             end = (pkt.seq + 1 + plen) & 0xFFFFFFFF
             if ds.max_seq_end is None:
                 ds.max_seq_end = end
-        if plen and len(ds.payloads) < self._first_payloads and ds.kept_bytes < self._first_payload_bytes:
+        limit = self._limits[d]
+        if plen and len(ds.payloads) < self._first_payloads and ds.kept_bytes < limit:
             end = (pkt.seq + plen) & 0xFFFFFFFF
             mse = ds.max_seq_end
             if mse is None:
@@ -320,7 +334,7 @@ class FlowTable:
                     ds.retrans += 1
                 else:
                     ds.max_seq_end = end
-            data = bytes(pkt.payload[: self._first_payload_bytes - ds.kept_bytes])
+            data = bytes(pkt.payload[: limit - ds.kept_bytes])
             ds.payloads.append((pkt.seq, pkt.frame, data, ts))
             ds.kept_bytes += len(data)
             kind = K_PAYLOAD
@@ -378,6 +392,11 @@ class FlowTable:
         if ds.unanswered == 1:
             ds.unanswered_since = ts
         flow.dirs[1 - d].unanswered = 0
+        prev = ds.last
+        if prev is not None:
+            gap = round((ts - prev[1]) * 1e6)
+            if gap > 0:
+                ds.busy_us += gap if gap < BUSY_GAP_US else BUSY_GAP_US
         ds.ttls[pkt.ttl] = ds.ttls.get(pkt.ttl, 0) + 1
         if pkt.df:
             ds.df_set += 1
@@ -386,8 +405,9 @@ class FlowTable:
         ds.payload_packets += 1
         ds.payload_bytes += plen
         ev: Event = (pkt.frame, ts, pkt.input, d, 0, 0, 0, pkt.ttl, pkt.ipid, 0, plen, pkt.df, K_PAYLOAD)
-        if len(ds.payloads) < self._first_payloads and ds.kept_bytes < self._first_payload_bytes:
-            data = bytes(pkt.payload[: self._first_payload_bytes - ds.kept_bytes])
+        limit = self._limits[d]
+        if len(ds.payloads) < self._first_payloads and ds.kept_bytes < limit:
+            data = bytes(pkt.payload[: limit - ds.kept_bytes])
             ds.payloads.append((0, pkt.frame, data, ts))
             ds.kept_bytes += len(data)
             self._add_event(flow, ev)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import textwrap
@@ -105,27 +104,11 @@ def test_writer_round_trip(tmp_path: Path, name: str) -> None:
 
 def test_live_analysis_matches_offline(make_pcap: Any) -> None:
     """Verdicts decided incrementally (ticks between batches) equal the offline ones."""
-    from scapy.all import IP, TCP, Raw  # type: ignore[import-untyped]
-
     from analyzer.capture import LiveAnalysis
     from analyzer.model import InputInfo
     from analyzer.pipeline import analyze_files
 
-    c, s = "10.1.0.2", "10.9.0.1"
-    pkts: list[tuple[float, Any]] = []
-    t = 1000.0
-    for i, sport in enumerate((40001, 40002)):
-        t0 = t + i * 60
-        pkts += [
-            (t0, IP(src=c, dst=s, ttl=64) / TCP(sport=sport, dport=80, flags="S", seq=100)),
-            (t0 + .01, IP(src=s, dst=c, ttl=50) / TCP(sport=80, dport=sport, flags="SA", seq=500, ack=101)),
-            (t0 + .02, IP(src=c, dst=s, ttl=64) / TCP(sport=sport, dport=80, flags="A", seq=101, ack=501)),
-            (t0 + .03, IP(src=c, dst=s, ttl=64) / TCP(sport=sport, dport=80, flags="PA", seq=101, ack=501)
-             / Raw(b"GET / HTTP/1.1\r\nHost: blocked.example\r\n\r\n")),
-            (t0 + .04, IP(src=s, dst=c, ttl=110) / TCP(sport=80, dport=sport, flags="RA", seq=501, ack=141, window=16)),
-            (t0 + .05, IP(src=s, dst=c, ttl=50) / TCP(sport=80, dport=sport, flags="PA", seq=501, ack=141)
-             / Raw(b"HTTP/1.1 200 OK\r\n\r\n")),
-        ]
+    pkts = _rst_flow(1000.0, 40001) + _rst_flow(1060.0, 40002)
     path = make_pcap(pkts)
     offline = analyze_files([str(path)], Settings(strict=True))
     emitted = []
@@ -142,6 +125,123 @@ def test_live_analysis_matches_offline(make_pcap: Any) -> None:
     key = [(v.id, v.technique, v.trigger, v.client, v.server) for v in offline.verdicts]
     assert [(v.id, v.technique, v.trigger, v.client, v.server) for v in live.result.verdicts] == key
     assert sorted(v.id for v in emitted) == sorted(v.id for v in offline.verdicts)
+
+
+def _rst_flow(t0: float, sport: int) -> list[tuple[float, Any]]:
+    """An HTTP request answered by a forged RST (TTL 110, window 16) racing the server's
+    genuine reply (TTL 50)."""
+    from scapy.all import IP, TCP, Raw
+
+    c, s = "10.1.0.2", "10.9.0.1"
+
+    def cli(flags: str, seq: int, ack: int) -> Any:
+        return IP(src=c, dst=s, ttl=64) / TCP(sport=sport, dport=80, flags=flags, seq=seq, ack=ack)
+
+    def srv(flags: str, seq: int, ack: int, ttl: int = 50, window: int = 8192) -> Any:
+        return IP(src=s, dst=c, ttl=ttl) / TCP(sport=80, dport=sport, flags=flags, seq=seq,
+                                               ack=ack, window=window)
+
+    return [
+        (t0, cli("S", 100, 0)),
+        (t0 + .01, srv("SA", 500, 101)),
+        (t0 + .02, cli("A", 101, 501)),
+        (t0 + .03, cli("PA", 101, 501) / Raw(b"GET / HTTP/1.1\r\nHost: blocked.example\r\n\r\n")),
+        (t0 + .04, srv("RA", 501, 141, ttl=110, window=16)),
+        (t0 + .05, srv("PA", 501, 141) / Raw(b"HTTP/1.1 200 OK\r\n\r\n")),
+    ]
+
+
+@pytest.fixture
+def fake_capture(make_pcap: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Replace the AF_PACKET capture by one replaying a pcap (no privileges needed)."""
+    import analyzer.capture as capture_mod
+    from analyzer.sources.live import LiveBatch
+
+    path: Path = make_pcap(_rst_flow(time.time() - 60, 40001))
+
+    class FakeCapture:
+        linktype = 101
+        linktype_name = "RAW"
+        snaplen = 262144
+
+        def __init__(self, interface: str, bpf: Optional[str] = None) -> None:
+            self.bpf = bpf
+            self.packets = 0
+            self._batches: list[LiveBatch] = []
+
+        def open(self) -> None:
+            with open(path, "rb") as fh:
+                for b in open_reader(fh, str(path), batch_packets=2).batches():
+                    offs, caps, wls, ts, lts = b.lists()
+                    self._batches.append(LiveBatch(b.buf, b.first_frame, offs, caps, wls, ts,
+                                                   lts, [round(t * 1e9) for t in ts]))
+
+        def read_batch(self, timeout: float) -> Optional[LiveBatch]:
+            if not self._batches:
+                time.sleep(timeout)
+                return None
+            b = self._batches.pop(0)
+            self.packets += len(b)
+            return b
+
+        def kernel_stats(self) -> tuple[int, int]:
+            return self.packets, 0
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(capture_mod, "LiveCapture", FakeCapture)
+    return path
+
+
+@pytest.mark.parametrize("fmt, to_file", [("jsonl", False), ("json", False), ("table", True),
+                                          ("csv", False), ("jsonl", True)])
+def test_capture_output_routing(fake_capture: Path, tmp_path: Path, fmt: str,
+                                to_file: bool) -> None:
+    """Verdicts are streamed once each; a one-document format keeps its stream clean."""
+    from click.testing import CliRunner
+
+    from analyzer.cli_capture import capture
+
+    out = tmp_path / f"report.{fmt}"
+    wpcap = tmp_path / "w.pcapng"
+    args = ["-i", "fake0", "--count", "6", "-f", fmt, "-w", str(wpcap)]
+    if to_file:
+        args += ["-o", str(out)]
+    res = CliRunner().invoke(capture, args)
+    assert res.exit_code == 0, res.output
+    assert "6 packets captured" in res.stderr
+    if fmt == "jsonl" and not to_file:
+        lines = [json.loads(x) for x in res.stdout.splitlines()]
+        assert [x["type"] for x in lines] == ["verdict", "flow", "summary"]
+        assert lines[0]["technique"] == "rst_injection"
+    elif fmt == "json":
+        doc = json.loads(res.stdout)
+        assert [v["technique"] for v in doc["verdicts"]] == ["rst_injection"]
+        assert doc["stats"]["kernel_drops"] == 0 and doc["flows"][0]["outcome"] == "interfered"
+        streamed = [json.loads(x) for x in res.stderr.splitlines() if x.startswith("{")]
+        assert [v["id"] for v in streamed] == [v["id"] for v in doc["verdicts"]]
+    elif fmt == "csv":
+        assert res.stdout.splitlines()[0].startswith(("id,", "technique,", "\ufeff"))
+        assert "rst_injection/http_host" in res.stderr
+        assert "rst_injection/http_host" not in res.stdout
+    else:  # -o FILE: verdicts streamed on stdout, the whole report in FILE
+        report = out.read_text()
+        assert "rst_injection" in report
+        if fmt == "jsonl":
+            assert [json.loads(x)["type"] for x in res.stdout.splitlines()] == ["verdict"]
+            types = [json.loads(x)["type"] for x in report.splitlines()]
+            assert types == ["verdict", "flow", "summary"]
+        else:
+            assert res.stdout.count("rst_injection/http_host") == 1
+    off = json.loads(CliRunner().invoke(_analyze(), [str(wpcap), "-f", "json"]).stdout)
+    assert off["inputs"][0]["packets"] == 6 and off["verdicts"][0]["technique"] == "rst_injection"
+
+
+def _analyze() -> Any:
+    from analyzer.cli import main
+
+    return main.commands["analyze"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,7 +431,8 @@ def test_capture_sees_injection_live_and_offline(pair: Pair, tmp_path: Path) -> 
     try:
         server = subprocess.Popen(pair.cmd(pair.server_ns, sys.executable, str(server_py),
                                            pair.server_ip, pair.sif),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env)
         procs.append(server)
         srv_out = Lines(server.stdout)
         cap = subprocess.Popen(pair.cmd(pair.client_ns, *an, "capture", "-i", pair.cif,
@@ -398,6 +499,12 @@ def test_capture_sees_injection_live_and_offline(pair: Pair, tmp_path: Path) -> 
     offline = {_key(v) for v in doc["verdicts"]
                if v["technique"] in ("rst_injection", "dns_injection")}
     assert wanted == offline
+    # flow outcomes follow the verdicts, live as offline
+    live_flows = {(f["client"], f["server"]): f["outcome"] for _t, line in cap_out.lines
+                  if line.startswith('{"type": "flow"') for f in [json.loads(line)]}
+    off_flows = {(f["client"], f["server"]): f["outcome"] for f in doc["flows"]}
+    assert live_flows[(client_tcp, server_tcp)] == "interfered"
+    assert off_flows[(client_tcp, server_tcp)] == "interfered"
     # frame numbers of the live evidence are frame numbers in the -w file
     live_ids = {v["id"] for v in live if v["technique"] in ("rst_injection", "dns_injection")}
     assert live_ids <= {v["id"] for v in doc["verdicts"]}
@@ -525,7 +632,8 @@ def test_bad_filter_is_a_usage_error(pair: Pair) -> None:
     proc = _run(*pair.cmd(pair.client_ns, *analyzer_cmd(), "capture", "-i", pair.cif, "--bpf",
                           "tcp prot 80", "--duration", "1"), check=False)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("analyzer: error: bad --bpf filter") and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("analyzer: error: bad --bpf filter")
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.live
