@@ -118,15 +118,19 @@ class Analyzer:
         plan, nb, tmin, tmax = plan_chunk(self.table, fields, ts, batch.first_frame + start, self._input)
         if nb:
             self.stats.decoded += nb
-            if info.first_ts is None or tmin < info.first_ts:
-                info.first_ts = tmin
-            if info.last_ts is None or tmax > info.last_ts:
-                info.last_ts = tmax
-            if tmax > self._now:
-                self._now = tmax
+            self._saw_time(info, tmin, tmax)
         packet = self._packet
         plan.apply(lambda i: packet(batch, start + i))
         self.stats.decoded -= plan.fallback
+
+    def _saw_time(self, info: InputInfo, tmin: float, tmax: float) -> None:
+        """Decoded packets between tmin and tmax: the input's time span and the clock."""
+        if info.first_ts is None or tmin < info.first_ts:
+            info.first_ts = tmin
+        if info.last_ts is None or tmax > info.last_ts:
+            info.last_ts = tmax
+        if tmax > self._now:
+            self._now = tmax
 
     def _packet(self, batch: Batch, i: int) -> None:
         """The per-packet (reference) path for frame i of the batch."""
@@ -152,13 +156,7 @@ class Analyzer:
         pkt.ts = ts
         pkt.input = self._input
         pkt.wirelen = wirelens[i]
-        info = self.result.inputs[self._input]
-        if info.first_ts is None or ts < info.first_ts:
-            info.first_ts = ts
-        if info.last_ts is None or ts > info.last_ts:
-            info.last_ts = ts
-        if ts > self._now:
-            self._now = ts
+        self._saw_time(self.result.inputs[self._input], ts, ts)
         if pkt.frag:
             stats.fragments += 1
             if pkt.frag_offset:

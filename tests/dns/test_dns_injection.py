@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import struct
 from importlib import resources
-from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR
-from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP
 
 from analyzer.config import Thresholds
 from analyzer.decode.packet import (
@@ -17,7 +16,6 @@ from analyzer.decode.packet import (
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    Packet,
     decode_frame,
 )
 from analyzer.detect.dns_injection import (
@@ -36,72 +34,7 @@ from analyzer.track.dns import DnsTracker
 
 LINKTYPE_RAW = 101
 TH = Thresholds()
-CLIENT = "10.0.0.2"
-RESOLVER = "8.8.8.8"
-CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "captures-public"
-
-
-def ip4(text: str) -> bytes:
-    return bytes(int(x) for x in text.split("."))
-
-
-def decode(layer: Any, frame: int, ts: float) -> Packet:
-    raw = bytes(layer)
-    p = decode_frame(raw, 0, len(raw), LINKTYPE_RAW)
-    p.frame = frame
-    p.ts = ts
-    return p
-
-
-def query(
-    qname: str, txid: int = 0x1111, sport: int = 40000, dst: str = RESOLVER, qtype: str = "A"
-) -> Any:
-    return (
-        IP(src=CLIENT, dst=dst, ttl=64, id=100)
-        / UDP(sport=sport, dport=53)
-        / DNS(id=txid, rd=1, qd=[DNSQR(qname=qname, qtype=qtype)])
-    )
-
-
-def response(
-    qname: str,
-    addrs: Iterable[str],
-    txid: int = 0x1111,
-    sport: int = 40000,
-    src: str = RESOLVER,
-    ttl: int = 52,
-    ipid: int = 7,
-    df: bool = True,
-    rcode: int = 0,
-    aa: int = 0,
-    rtype: str = "A",
-    qtype: str = "A",
-    extra: bytes = b"",
-    tc: int = 0,
-    cname: Optional[str] = None,
-) -> Any:
-    an = []
-    owner = qname
-    if cname:
-        an.append(DNSRR(rrname=qname, type="CNAME", ttl=60, rdata=cname))
-        owner = cname
-    an += [DNSRR(rrname=owner, type=rtype, ttl=60, rdata=a) for a in addrs]
-    dns = DNS(
-        id=txid,
-        qr=1,
-        rd=1,
-        ra=1,
-        aa=aa,
-        tc=tc,
-        rcode=rcode,
-        qd=[DNSQR(qname=qname, qtype=qtype)],
-        an=an,
-    )
-    return (
-        IP(src=src, dst=CLIENT, ttl=ttl, id=ipid, flags="DF" if df else 0)
-        / UDP(sport=53, dport=sport)
-        / (bytes(dns) + extra)
-    )
+from .builders import CAPTURES, CLIENT, RESOLVER, decode, ip4, query, response
 
 
 def run(layers: Iterable[tuple[Any, float]], tracker: Optional[DnsTracker] = None) -> list[Finding]:

@@ -17,7 +17,6 @@ from analyzer.decode.packet import (
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    Packet,
     decode_frame,
 )
 from analyzer.sources.files import open_reader
@@ -25,57 +24,18 @@ from analyzer.status import DecodeError
 from analyzer.track.dns import DnsTracker, DnsTransaction
 
 LINKTYPE_RAW = 101
-CLIENT = "10.0.0.2"
-RESOLVER = "8.8.8.8"
-CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "captures-public"
+from .builders import CAPTURES, CLIENT, RESOLVER, decode, ip4
+from .builders import query as _query
+from .builders import response as _response
 
 
-def ip4(text: str) -> bytes:
-    return bytes(int(x) for x in text.split("."))
+def query(qname: str = "g.whatsapp.net", txid: int = 0x1111, qtype: str = "A", sport: int = 40000,
+          dst: str = RESOLVER) -> Any:
+    return _query(qname, txid=txid, sport=sport, dst=dst, qtype=qtype)
 
 
-def decode(layer: Any, frame: int, ts: float) -> Packet:
-    raw = bytes(layer)
-    p = decode_frame(raw, 0, len(raw), LINKTYPE_RAW)
-    p.frame = frame
-    p.ts = ts
-    return p
-
-
-def query(
-    qname: str = "g.whatsapp.net",
-    txid: int = 0x1111,
-    qtype: str = "A",
-    sport: int = 40000,
-    dst: str = RESOLVER,
-) -> Any:
-    return (
-        IP(src=CLIENT, dst=dst, ttl=64, id=100)
-        / UDP(sport=sport, dport=53)
-        / DNS(id=txid, rd=1, qd=[DNSQR(qname=qname, qtype=qtype)])
-    )
-
-
-def response(
-    addrs: list[str],
-    qname: str = "g.whatsapp.net",
-    txid: int = 0x1111,
-    sport: int = 40000,
-    src: str = RESOLVER,
-    ttl: int = 52,
-    ipid: int = 7,
-    df: bool = True,
-    rcode: int = 0,
-    aa: int = 0,
-) -> Any:
-    an = [DNSRR(rrname=qname, type="A", ttl=60, rdata=a) for a in addrs]
-    return (
-        IP(src=src, dst=CLIENT, ttl=ttl, id=ipid, flags="DF" if df else 0)
-        / UDP(sport=53, dport=sport)
-        / DNS(
-            id=txid, qr=1, rd=1, ra=1, aa=aa, rcode=rcode, qd=[DNSQR(qname=qname, qtype="A")], an=an
-        )
-    )
+def response(addrs: list[str], qname: str = "g.whatsapp.net", **kw: Any) -> Any:
+    return _response(qname, addrs, **kw)
 
 
 def test_query_and_response() -> None:
