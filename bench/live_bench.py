@@ -14,14 +14,18 @@ different source ports) at ``--rate`` packets/s (0: as fast as it can) to the re
 
 source    the capture path alone: :class:`analyzer.sources.live.LiveCapture` batches read in a
           loop (AF_PACKET socket, recvmsg_into a preallocated buffer, kernel time stamps).
-analyzer  the whole command: ``analyzer capture -i VETH --count N -f json -o /dev/null -q``
+analyzer  the whole command: ``analyzer capture -i VETH --bpf udp --count N -f json -o FILE``
           (capture + decode + flow tracking + detectors), i.e. what a user runs.
 
 Printed per mode: packets offered (sender) and captured, kernel drops (PACKET_STATISTICS),
 the arrival rate (packets / span of their kernel time stamps: what the sender achieved) and the
-processing rate (packets / wall time from the first packet to the last one handled). The
-capture keeps up when drops are 0 and both rates agree; the processing rate at top speed with
-drops > 0 is the most the reader can take.
+processing rate (source: packets / wall time from the first packet to the last one read;
+analyzer: packets / wall time from the sender's start to the command's exit, an upper bound that
+includes writing the report). The capture keeps up when drops are 0.
+
+Measured (2 vCPUs shared by sender and receiver, Python 3.11, 60-byte frames, 1000 flows):
+source 140k-280k pps offered at top speed, 0 drops; analyzer 60k pps for 20 s and 100k pps for
+10 s and 30 s, 0 drops; at top speed (140k-280k pps bursts) the full analysis drops ~9-20%.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -213,6 +218,10 @@ def bench_analyzer(pair: Pair, args: argparse.Namespace, sender: str, workdir: s
         raise SystemExit(f"analyzer capture failed: {line}{rx.stderr.read()}")
     t0 = time.monotonic()
     sent = send(pair, sender, workdir, frames, args.packets, args.rate)
+    try:  # --count ends it; when packets were lost, Ctrl-C it after a grace period
+        rx.wait(timeout=args.grace)
+    except subprocess.TimeoutExpired:
+        rx.send_signal(signal.SIGINT)
     rx.communicate(timeout=args.timeout + 120)
     wall = time.monotonic() - t0
     if rx.returncode != 0:
@@ -238,8 +247,11 @@ def main() -> None:
     ap.add_argument("--flows", type=int, default=1000, help="distinct UDP source ports (flows)")
     ap.add_argument("--mode", choices=("source", "analyzer", "both"), default="both")
     ap.add_argument("--sender", choices=("auto", "tcpreplay", "python"), default="auto")
-    ap.add_argument("--timeout", type=float, default=120.0,
-                    help="analyzer mode: --duration guard when packets are lost (default 120)")
+    ap.add_argument("--grace", type=float, default=10.0,
+                    help="analyzer mode: seconds after the sender finished before the capture "
+                         "is stopped with SIGINT when it has not seen every packet (default 10)")
+    ap.add_argument("--timeout", type=float, default=600.0,
+                    help="analyzer mode: --duration guard (default 600)")
     ap.add_argument("--json", help="also write the results as JSON to this file")
     args = ap.parse_args()
     if os.geteuid() != 0:
