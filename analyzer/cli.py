@@ -71,6 +71,7 @@ def main(ctx: click.Context) -> None:
     Examples:
       analyzer analyze capture.pcapng
       analyzer analyze a.pcap b.pcap -f json -o result.json
+      sudo analyzer capture -i eth0 -w evidence.pcapng
       analyzer report result.json -f html -o report.html
     """
     ctx.ensure_object(dict)
@@ -186,6 +187,15 @@ def report(results: tuple[str, ...], fmt: str, output: Optional[str]) -> None:
     doc = merge_documents(docs) if len(docs) > 1 else docs[0]
     _write(render(doc, fmt), output, click.get_text_stream("stdout"))
 
+
+def _register_live_commands() -> None:
+    from analyzer.cli_capture import capture, interfaces
+
+    main.add_command(capture)
+    main.add_command(interfaces)
+
+
+_register_live_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

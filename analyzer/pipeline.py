@@ -25,7 +25,7 @@ from analyzer.decode.packet import (
 from analyzer.decode.fast import extract
 from analyzer.detect import FLOW_DETECTORS
 from analyzer.detect import residual as residual_detector
-from analyzer.detect.context import Block, Context, add_name
+from analyzer.detect.context import Block, Context
 from analyzer.detect.dns_injection import detect_dns
 from analyzer.detect.throttling import download_rate
 from analyzer.model import Finding, InputInfo, Outcome, Stats, Technique, Trigger, Verdict, format_ip
@@ -82,9 +82,13 @@ class Analyzer:
         self.dns = DnsTracker(self.settings.thresholds, max_pending=self.settings.max_dns)
         self.ctx = Context(self.settings.thresholds)
         self.findings: list[Finding] = []
-        self.answered_ips: dict[str, int] = {}
         self._now = 0.0
         self._flows_mark = len(self.result.flows)
+
+    @property
+    def answered_ips(self) -> dict[str, int]:
+        """Flows answered per server address so far (cross-flow control for verdicts)."""
+        return self.ctx.controls.answered_ips
 
     def begin_input(self, info: InputInfo) -> int:
         self.result.inputs.append(info)
@@ -229,33 +233,28 @@ class Analyzer:
 
     def _update_context(self, flow: Flow, info: FlowInfo, findings: list[Finding]) -> None:
         ctx = self.ctx
+        controls = ctx.controls
         ctx.flows += 1
         th = self.settings.thresholds
-        if flow.proto == IPPROTO_TCP and flow.dirs[S2C].payload_bytes >= th.throttle_min_bytes:
+        s = flow.dirs[S2C]
+        if flow.proto == IPPROTO_TCP and s.payload_bytes >= th.throttle_min_bytes:
             rate = download_rate(flow)
             if rate is not None:
                 ctx.record_rate(flow.flow_id, flow.server, info.domain, rate)
-        s = flow.dirs[S2C]
-        st = ctx.server(flow.server, flow.sport, flow.proto)
-        st.flows += 1
         answered = s.packets > 0 and not (s.packets == len(s.rsts))
         if answered:
             # the server's own TTL (its non-RST packets: RSTs may be forged), for later flows
             main = s.main_ttl(exclude_rst=True)
             if main is not None:
-                ipst = ctx.server_ip(flow.server)
-                ipst.ttls[main] = ipst.ttls.get(main, 0) + 1
+                ttls = ctx.server_ttls(flow.client, flow.server)
+                ttls[main] = ttls.get(main, 0) + 1
         blocking = [f for f in findings if f.technique != Technique.THROTTLING]
         if answered and not blocking:
-            ctx.answered_flows += 1
-            st.answered += 1
+            controls.answered_flows += 1
             ip = format_ip(flow.server)
-            self.answered_ips[ip] = self.answered_ips.get(ip, 0) + 1
+            controls.answered_ips[ip] = controls.answered_ips.get(ip, 0) + 1
             if s.payload_packets:
-                add_name(st.ok_names, info.domain)
-                st.last_ok_ts = flow.last_ts
-        elif blocking:
-            add_name(st.blocked_names, info.domain)
+                controls.add_ok_name(ip, info.domain)
 
     def _outcome(self, flow: Flow, info: FlowInfo, findings: list[Finding]) -> str:
         if findings:
@@ -295,7 +294,7 @@ class Analyzer:
             self.stats.skip(reason, n)
         self.dns.decode_errors.clear()
         weak: list[Finding] = []
-        verdicts = decide(self.findings, self.ctx, self.answered_ips, weak)
+        verdicts = decide(self.findings, self.ctx, self.ctx.controls.answered_ips, weak)
         self.stats.weak_findings += len(weak)
         interfered = {v.flow_id for v in verdicts if v.flow_id}
         for rec in self.result.flows[self._flows_mark:]:

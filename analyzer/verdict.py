@@ -180,16 +180,7 @@ def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
 
 
 def _ok_names(ctx: Context, server_ip: str) -> list[str]:
-    out: list[str] = []
-    for (ip, _port, _proto), st in ctx.servers.items():
-        if _fmt(ip) == server_ip:
-            out.extend(n for n in st.ok_names if n not in out)
-    return out
-
-
-def _fmt(ip: bytes) -> str:
-    from analyzer.model import format_ip
-    return format_ip(ip)
+    return ctx.controls.ok_names.get(server_ip, [])
 
 
 def find_link(findings: list[Finding], key: str) -> Optional[Finding]:

@@ -24,8 +24,9 @@ analyzer: packets / wall time from the sender's start to the command's exit, an 
 includes writing the report). The capture keeps up when drops are 0.
 
 Measured (2 vCPUs shared by sender and receiver, Python 3.11, 60-byte frames, 1000 flows):
-source 140k-280k pps offered at top speed, 0 drops; analyzer 60k pps for 20 s and 100k pps for
-10 s and 30 s, 0 drops; at top speed (140k-280k pps bursts) the full analysis drops ~9-20%.
+source 140k-280k pps offered at top speed, 0 drops; analyzer 60k pps (10 s, 20 s): 0 drops;
+100k pps (10 s x5, 30 s x1): 0 drops in 5 of 6 runs, 10% dropped in one (noisy neighbour);
+at top speed (140k-280k pps bursts) the full analysis drops ~5-40%.
 """
 from __future__ import annotations
 

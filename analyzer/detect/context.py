@@ -1,30 +1,28 @@
-"""What detectors may know about the rest of the capture (cross-flow controls).
+"""What detectors and verdicts may know about the rest of the capture (cross-flow evidence).
 
-Bounded summaries only: per server address/port, the TTLs it answered with and the names that
-worked; per (client, server, port), the time and verdict link of the last triggered block
-(for residual blocking); global counts of flows that worked.
+Two kinds, kept apart so that a capture can be analysed in several processes with the same
+result (``--jobs``; flows are sharded by their pair of addresses):
+
+- per client/server pair, used by detectors when a flow ends: the last triggered block of
+  (client, server, port) for residual blocking, and the server's own TTL as this client sees
+  it. All flows of a pair are in the same shard.
+- :class:`Controls`, used only when verdicts are decided at the end of an input: flows that
+  got an answer (per server address and in all), the names that worked per server address,
+  the download rates of large flows. Controls of several shards merge exactly.
+
+Everything is bounded.
 """
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional
 
 from analyzer.config import Thresholds
 
-MAX_SERVERS = 100_000
-MAX_NAMES_PER_SERVER = 16
-
-
-@dataclass(slots=True)
-class ServerStats:
-    flows: int = 0
-    answered: int = 0  # flows in which the server sent anything
-    ttls: dict[int, int] = field(default_factory=dict)  # TTLs of genuine-looking server packets
-    ok_names: list[str] = field(default_factory=list)  # names (SNI/Host) that got an answer
-    blocked_names: list[str] = field(default_factory=list)
-    first_ok_ts: Optional[float] = None
-    last_ok_ts: Optional[float] = None
+MAX_ENTRIES = 1_000_000
+MAX_NAMES_PER_SERVER = 64  # the smallest names (sorted) are kept, so merging is exact
 
 
 @dataclass(slots=True)
@@ -35,44 +33,70 @@ class Block:
     domain: Optional[str]
 
 
+@dataclass(slots=True)
+class Controls:
+    answered_flows: int = 0
+    answered_ips: dict[str, int] = field(default_factory=dict)  # server ip -> flows answered
+    ok_names: dict[str, list[str]] = field(default_factory=dict)  # server ip -> sorted names
+    # download rates of flows that moved enough data: flow id -> (server ip, domain, rate)
+    rates: dict[str, tuple[bytes, Optional[str], float]] = field(default_factory=dict)
+
+    def add_ok_name(self, server_ip: str, name: Optional[str]) -> None:
+        if not name:
+            return
+        names = self.ok_names.setdefault(server_ip, [])
+        i = bisect.bisect_left(names, name)
+        if i < len(names) and names[i] == name:
+            return
+        names.insert(i, name)
+        if len(names) > MAX_NAMES_PER_SERVER:
+            names.pop()
+
+    def merge(self, other: Controls) -> None:
+        self.answered_flows += other.answered_flows
+        for ip, n in other.answered_ips.items():
+            self.answered_ips[ip] = self.answered_ips.get(ip, 0) + n
+        for ip, names in other.ok_names.items():
+            for name in names:
+                self.add_ok_name(ip, name)
+        self.rates.update(other.rates)
+
+
 class Context:
     def __init__(self, thresholds: Thresholds) -> None:
         self.th = thresholds
-        # download rates of flows that moved enough data: flow id -> (server ip, domain, rate)
-        self.rates: OrderedDict[str, tuple[bytes, Optional[str], float]] = OrderedDict()
-        self.servers: OrderedDict[tuple[bytes, int, int], ServerStats] = OrderedDict()
-        self.server_ips: OrderedDict[bytes, ServerStats] = OrderedDict()
+        self.controls = Controls()
         self.blocks: OrderedDict[tuple[bytes, bytes, int, int], Block] = OrderedDict()
+        # (client, server) -> the server's genuine TTLs seen by this client (count per TTL)
+        self.pair_ttls: OrderedDict[tuple[bytes, bytes], dict[int, int]] = OrderedDict()
         self.flows = 0
-        self.answered_flows = 0
+
+    @property
+    def answered_flows(self) -> int:
+        return self.controls.answered_flows
+
+    @property
+    def rates(self) -> dict[str, tuple[bytes, Optional[str], float]]:
+        return self.controls.rates
 
     def record_rate(self, flow_id: str, server: bytes, domain: Optional[str], rate: float) -> None:
-        self.rates[flow_id] = (server, domain, rate)
-        if len(self.rates) > MAX_SERVERS:
-            self.rates.popitem(last=False)
+        if len(self.controls.rates) < MAX_ENTRIES:
+            self.controls.rates[flow_id] = (server, domain, rate)
 
-    def server(self, ip: bytes, port: int, proto: int) -> ServerStats:
-        key = (ip, port, proto)
-        st = self.servers.get(key)
-        if st is None:
-            st = self.servers[key] = ServerStats()
-            if len(self.servers) > MAX_SERVERS:
-                self.servers.popitem(last=False)
-        return st
-
-    def server_ip(self, ip: bytes) -> ServerStats:
-        st = self.server_ips.get(ip)
-        if st is None:
-            st = self.server_ips[ip] = ServerStats()
-            if len(self.server_ips) > MAX_SERVERS:
-                self.server_ips.popitem(last=False)
-        return st
+    def server_ttls(self, client: bytes, server: bytes) -> dict[int, int]:
+        key = (client, server)
+        d = self.pair_ttls.get(key)
+        if d is None:
+            d = self.pair_ttls[key] = {}
+            if len(self.pair_ttls) > MAX_ENTRIES:
+                self.pair_ttls.popitem(last=False)
+        return d
 
     def record_block(self, client: bytes, server: bytes, port: int, proto: int, block: Block) -> None:
         key = (client, server, port, proto)
         self.blocks[key] = block
         self.blocks.move_to_end(key)
-        if len(self.blocks) > MAX_SERVERS:
+        if len(self.blocks) > MAX_ENTRIES:
             self.blocks.popitem(last=False)
 
     def recent_block(self, client: bytes, server: bytes, port: int, proto: int, ts: float) -> Optional[Block]:
@@ -82,8 +106,3 @@ class Context:
         if 0.0 <= ts - b.ts <= self.th.residual_window:
             return b
         return None
-
-
-def add_name(names: list[str], name: Optional[str]) -> None:
-    if name and name not in names and len(names) < MAX_NAMES_PER_SERVER:
-        names.append(name)

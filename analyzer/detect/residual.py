@@ -63,13 +63,13 @@ def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
         if rsts:
             technique = Technique.RST_INJECTION
             signals.append("reset_at_syn")
-            known = ctx.server_ip(flow.server).ttls
+            known = ctx.server_ttls(flow.client, flow.server)
             for r in rsts[:4]:
                 note = ""
                 if known and min(abs(t - r[E_TTL]) for t in known) >= ctx.th.rst_ttl_delta:
                     if "ttl_mismatch" not in signals:
                         signals.append("ttl_mismatch")
-                    note = f", TTL {r[E_TTL]} vs the server's {sorted(known)[0]} in earlier flows"
+                    note = f", TTL {r[E_TTL]} vs the server's {max(known, key=lambda t: (known[t], -t))} in earlier flows"
                 flag = "RST/ACK" if r[E_FLAGS] & TCP_ACK else "RST"
                 evidence.append(Evidence(r[E_FRAME], r[1], f"{flag} answering the SYN{note}", r[2]))
         elif c.syn_count >= ctx.th.syn_min_attempts and s.packets == 0:

@@ -552,7 +552,7 @@ class LiveCapture:
                 idx = ifindex.get(name)
                 if idx is None:
                     idx = self._lookup_index(name)
-                pack_sll2(buf, off, proto, 0, idx, hatype, pkttype, len(lladdr), lladdr)
+                pack_sll2(buf, off, proto, 0, idx, hatype, pkttype, min(len(lladdr), 8), lladdr)
                 caplen += hdr
                 got += hdr
             offsets.append(off)
