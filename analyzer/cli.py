@@ -95,6 +95,9 @@ def main(ctx: click.Context) -> None:
 @click.option("--max-flows", type=int, default=Settings().max_flows, show_default=True,
               help="Live flow table cap; the least recently active flows are finished early "
                    "(counted in stats.flows_evicted).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Analyse in this many processes (flows sharded by address pair; results are "
+                   "identical to one process). Not for '-' (stdin).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: on for large files when stderr is a terminal).")
 @click.option("--strict", is_flag=True, help="Re-raise decoder errors instead of counting them "
@@ -102,7 +105,8 @@ def main(ctx: click.Context) -> None:
 @click.pass_context
 def analyze(ctx: click.Context, pcaps: tuple[str, ...], fmt: str, output: Optional[str],
             flows_mode: str, evidence_path: Optional[str], thresholds: tuple[str, ...],
-            idle_timeout: float, max_flows: int, progress: Optional[bool], strict: bool) -> None:
+            idle_timeout: float, max_flows: int, jobs: int, progress: Optional[bool],
+            strict: bool) -> None:
     """Analyse pcap/pcapng files (PCAPS; '-' reads a capture from standard input).
 
     Frame numbers in the output are Wireshark's (1-based, per file). Exit status: 0 when the
@@ -114,10 +118,14 @@ def analyze(ctx: click.Context, pcaps: tuple[str, ...], fmt: str, output: Option
 
     settings = Settings(thresholds=_parse_thresholds(thresholds), idle_timeout=idle_timeout,
                         max_flows=max_flows, strict=strict)
-    bar = _progress_bar(pcaps, progress)
+    bar = _progress_bar(pcaps, progress) if jobs == 1 else None
     try:
         try:
-            result = analyze_files(pcaps, settings, progress=bar.update if bar else None)
+            if jobs > 1:
+                from analyzer.parallel import analyze_files_parallel
+                result = analyze_files_parallel(list(pcaps), settings, jobs)
+            else:
+                result = analyze_files(pcaps, settings, progress=bar.update if bar else None)
         finally:
             if bar is not None:
                 bar.close()

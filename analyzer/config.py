@@ -82,3 +82,5 @@ class Settings:
     strict: bool = False
     # Analyse every packet on the per-packet reference path (slow; for tests/debugging).
     reference: bool = False
+    # (k, n): this process analyses shard k of n (flows sharded by address pair; --jobs).
+    shard: tuple[int, int] = (0, 1)

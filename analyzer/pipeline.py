@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Callable, Iterable, Optional
+from typing import Any, BinaryIO, Callable, Iterable, Optional
 
 import numpy as np
 
@@ -102,10 +102,12 @@ class Analyzer:
         expired at chunk boundaries. Boring packets take the vectorised fast path unless
         ``settings.reference`` asks for the per-packet path on everything."""
         n = len(batch.offsets)
-        self.stats.packets += n
         info = self.result.inputs[self._input]
-        info.packets += n
+        if self.settings.shard[0] == 0:
+            self.stats.packets += n
+            info.packets += n
         chunk = max(1, self.settings.chunk_packets)
+        tss = batch.arrays()[3]
         for start in range(0, n, chunk):
             end = min(n, start + chunk)
             if self.settings.reference:
@@ -113,13 +115,27 @@ class Analyzer:
                     self._packet(batch, i)
             else:
                 self._fast_chunk(batch, start, end, info)
+            # capture time advances with every record of the chunk (the same in every shard)
+            if end > start:
+                t = float(tss[start:end].max())
+                if t > self._now:
+                    self._now = t
             self.expire(self._now)
 
     def _fast_chunk(self, batch: Batch, start: int, end: int, info: InputInfo) -> None:
         offs, caps, _wl, tss, lts = batch.arrays()
         fields = extract(batch.buf, offs, caps, lts, start, end)
         ts = tss[start:end]
-        plan, nb, tmin, tmax = plan_chunk(self.table, fields, ts, batch.first_frame + start, self._input)
+        ignore = None
+        k, nshards = self.settings.shard
+        if nshards > 1:
+            # another shard's flows: not even decoded here (DNS still feeds every tracker)
+            mine = shard_of_words(fields.src, fields.dst, nshards) == k
+            dns = (fields.sport == DNS_PORT) | (fields.dport == DNS_PORT)
+            ignore = fields.keyable & ~mine & ~dns
+            fields.keyable = fields.keyable & mine
+            fields.candidate = fields.candidate & mine
+        plan, nb, tmin, tmax = plan_chunk(self.table, fields, ts, batch.first_frame + start, self._input, ignore)
         if nb:
             self.stats.decoded += nb
             self._saw_time(info, tmin, tmax)
@@ -128,61 +144,83 @@ class Analyzer:
         self.stats.decoded -= plan.fallback
 
     def _saw_time(self, info: InputInfo, tmin: float, tmax: float) -> None:
-        """Decoded packets between tmin and tmax: the input's time span and the clock."""
+        """Decoded packets between tmin and tmax: the input's time span."""
         if info.first_ts is None or tmin < info.first_ts:
             info.first_ts = tmin
         if info.last_ts is None or tmax > info.last_ts:
             info.last_ts = tmax
-        if tmax > self._now:
-            self._now = tmax
 
     def _packet(self, batch: Batch, i: int) -> None:
-        """The per-packet (reference) path for frame i of the batch."""
+        """The per-packet (reference) path for frame i of the batch.
+
+        With ``settings.shard = (k, n)`` this process owns the packets whose address pair
+        hashes to k (see :func:`shard_of`): only those are tracked and counted. DNS packets
+        (and ICMP errors about DNS) are fed to every shard's DNS tracker, so that names and
+        resolver baselines are the same everywhere; each transaction is judged by its owner.
+        Damage counters belong to shard 0."""
         stats = self.stats
+        k, nshards = self.settings.shard
         offsets, caplens, wirelens, tss, linktypes = batch.lists()
         lt = linktypes[i]
         if lt < 0:
-            stats.skip("unusable_block")
+            if k == 0:
+                stats.skip("unusable_block")
             return
         try:
             pkt = decode_frame(batch.buf, offsets[i], caplens[i], lt)
         except DecodeError as e:
-            stats.skip(e.reason)
+            if k == 0:
+                stats.skip(e.reason)
             return
         except Exception:  # a decoder bug must not end the run on hostile input
             if self.settings.strict:
                 raise
-            stats.skip("decoder_error")
+            if k == 0:
+                stats.skip("decoder_error")
             return
-        stats.decoded += 1
+        proto = pkt.proto
+        q = pkt.quoted
+        if nshards > 1:
+            if q is not None and (proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6):
+                owned = shard_of(q.src, q.dst, nshards) == k
+            else:
+                owned = shard_of(pkt.src, pkt.dst, nshards) == k
+        else:
+            owned = True
         ts = tss[i]
         pkt.frame = batch.first_frame + i
         pkt.ts = ts
         pkt.input = self._input
         pkt.wirelen = wirelens[i]
-        self._saw_time(self.result.inputs[self._input], ts, ts)
-        if pkt.frag:
-            stats.fragments += 1
-            if pkt.frag_offset:
-                return
-        proto = pkt.proto
+        dns = pkt.sport == DNS_PORT or pkt.dport == DNS_PORT
+        if owned:
+            stats.decoded += 1
+            self._saw_time(self.result.inputs[self._input], ts, ts)
+            if pkt.frag:
+                stats.fragments += 1
+                if pkt.frag_offset:
+                    return
+        elif pkt.frag and pkt.frag_offset:
+            return
         table = self.table
         if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
-            table.observe(pkt)
-            if pkt.sport == DNS_PORT or pkt.dport == DNS_PORT:
+            if owned:
+                table.observe(pkt)
+            if dns:
                 try:
                     self.dns.on_packet(pkt)
                 except Exception:
                     if self.settings.strict:
                         raise
-                    stats.skip("dns_error")
+                    if owned:
+                        stats.skip("dns_error")
         elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
-            q = pkt.quoted
             if q is not None:
-                table.attach_icmp(pkt)
+                if owned:
+                    table.attach_icmp(pkt)
                 if q.sport == DNS_PORT or q.dport == DNS_PORT:
                     self.dns.on_packet(pkt)
-        else:
+        elif owned:
             table.observe(pkt)  # ESP, GRE, ...: tracked as port-less flows
 
     def expire(self, now: float) -> None:
@@ -273,6 +311,9 @@ class Analyzer:
         return Outcome.OK.value
 
     def _finish_dns(self, txn: DnsTransaction) -> None:
+        k, nshards = self.settings.shard
+        if nshards > 1 and shard_of(txn.client, txn.server, nshards) != k:
+            return  # judged by the shard that owns the client/resolver pair
         self.stats.dns_transactions += 1
         try:
             found = detect_dns(txn, self.dns.baseline_for(txn.server), self.settings.thresholds)
@@ -286,15 +327,25 @@ class Analyzer:
 
     def end_input(self) -> list[Verdict]:
         """Finish every flow and transaction of the current input and decide its verdicts."""
+        self.flush_input()
+        return self.decide_input(self.findings, self.ctx)
+
+    def flush_input(self) -> None:
+        """Finish every flow and DNS transaction of the current input (findings collected)."""
         for flow in self.table.flush():
             self._finish_flow(flow)
         for txn in self.dns.flush():
             self._finish_dns(txn)
-        for reason, n in self.dns.decode_errors.items():
-            self.stats.skip(reason, n)
+        if self.settings.shard[0] == 0:
+            for reason, n in self.dns.decode_errors.items():
+                self.stats.skip(reason, n)
         self.dns.decode_errors.clear()
+
+    def decide_input(self, findings: list[Finding], ctx: Context) -> list[Verdict]:
+        """Decide the verdicts of the current input from its findings and cross-flow controls
+        (those of this process, or merged from several shards)."""
         weak: list[Finding] = []
-        verdicts = decide(self.findings, self.ctx, self.ctx.controls.answered_ips, weak)
+        verdicts = decide(findings, ctx, ctx.controls.answered_ips, weak)
         self.stats.weak_findings += len(weak)
         interfered = {v.flow_id for v in verdicts if v.flow_id}
         for rec in self.result.flows[self._flows_mark:]:
@@ -307,6 +358,32 @@ class Analyzer:
             for v in verdicts:
                 self.on_verdict(v)
         return verdicts
+
+
+SHARD_MULT = 2654435761  # Knuth's multiplicative hash constant
+
+
+def _addr_word(addr: bytes) -> int:
+    """32-bit word of an address: IPv4 as is, IPv6 folded by XOR of its four words."""
+    if len(addr) == 4:
+        return int.from_bytes(addr, "big")
+    w = 0
+    for j in range(0, len(addr), 4):
+        w ^= int.from_bytes(addr[j:j + 4], "big")
+    return w
+
+
+def shard_of(a: bytes, b: bytes, n: int) -> int:
+    """Shard of an address pair (symmetric: both directions and all flows of a client/server
+    pair land in the same shard). Must agree with :func:`shard_of_words`."""
+    return (((_addr_word(a) ^ _addr_word(b)) * SHARD_MULT) >> 16) % n
+
+
+def shard_of_words(a: "np.ndarray[Any, Any]", b: "np.ndarray[Any, Any]", n: int) -> "np.ndarray[Any, Any]":
+    """Vectorised :func:`shard_of` for IPv4 addresses given as integers."""
+    x = (a ^ b).astype(np.uint64) * np.uint64(SHARD_MULT)
+    out: np.ndarray[Any, Any] = ((x >> np.uint64(16)) % np.uint64(n)).astype(np.int64)
+    return out
 
 
 def _target_of(info: FlowInfo, findings: list[Finding]) -> str:
@@ -327,19 +404,7 @@ def analyze_files(paths: Iterable[str], settings: Optional[Settings] = None,
     an = Analyzer(settings)
     t0 = time.perf_counter()
     for path in paths:
-        if path == "-":
-            stream: BinaryIO = sys.stdin.buffer
-        else:
-            try:
-                stream = open_stream(path) if open_stream else open(path, "rb")
-            except FileNotFoundError:
-                raise InputError(f"{path}: no such file") from None
-            except IsADirectoryError:
-                raise InputError(f"{path}: is a directory, not a capture file") from None
-            except PermissionError:
-                raise InputError(f"{path}: permission denied") from None
-            except OSError as e:
-                raise InputError(f"{path}: cannot open ({e.strerror})") from None
+        stream = open_stream(path) if open_stream else open_capture(path)
         try:
             reader = open_reader(stream, path, an.settings.batch_packets)
             info = InputInfo(path=path, format=reader.format)
@@ -357,6 +422,24 @@ def analyze_files(paths: Iterable[str], settings: Optional[Settings] = None,
                 stream.close()
     an.stats.seconds = round(time.perf_counter() - t0, 3)
     return an.result
+
+
+def open_capture(path: str) -> BinaryIO:
+    """Open a capture file (``-`` = standard input) or raise a one-line InputError."""
+    import sys
+
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a capture file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot open ({e.strerror})") from None
 
 
 def _tell(stream: BinaryIO) -> int:

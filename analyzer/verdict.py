@@ -60,6 +60,8 @@ def decide(findings: Iterable[Finding], ctx: Context, answered_ips: dict[str, in
         if f.link_key:
             link_ids[f.link_key] = vid
         staged.append((f, vid))
+    # independent of the order flows ended in (several shards, live decisions)
+    staged.sort(key=lambda x: (x[1], x[0].detector, x[0].first_ts))
     seen: set[str] = set()
     for f, vid in staged:
         if vid in seen:

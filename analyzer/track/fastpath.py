@@ -14,7 +14,7 @@ Hot-path note (STYLE rule 6): arrays and plain tuples here, no per-packet object
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -56,12 +56,15 @@ class ChunkPlan:
         self.fallback = 0  # boring packets that had to take the deep path after all
 
 
-def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0: int, input_idx: int) -> tuple[ChunkPlan, int, float, float]:
-    """Returns the plan, the number of boring packets, and their min/max timestamps."""
+def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0: int, input_idx: int,
+               ignore: Optional[npt.NDArray[np.bool_]] = None) -> tuple[ChunkPlan, int, float, float]:
+    """Returns the plan, the number of boring packets, and their min/max timestamps.
+    Packets marked in ``ignore`` (another shard's) take neither path."""
     n = len(f.keyable)
     kidx = np.flatnonzero(f.keyable)
     if len(kidx) == 0:
-        return ChunkPlan(list(range(n)), _only_slow(list(range(n)))), 0, 0.0, 0.0
+        everything = np.flatnonzero(~ignore).tolist() if ignore is not None else list(range(n))
+        return ChunkPlan(everything, _only_slow(everything)), 0, 0.0, 0.0
     src, dst = f.src[kidx], f.dst[kidx]
     sport, dport, proto = f.sport[kidx], f.dport[kidx], f.proto[kidx]
     a = (src << 16) | sport
@@ -161,7 +164,7 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     rank[o] = cs - pay_o - base
     first_of_new = newflow[gid] & (pos == gstart[gid])
     slow_s = ~eligible[gid] | after_nc | first_of_new | (payloadish & (rank < capn[gid, d_s]))
-    slow_mask = np.ones(n, dtype=np.bool_)
+    slow_mask = np.ones(n, dtype=np.bool_) if ignore is None else ~ignore
     slow_mask[kidx_s[~slow_s]] = False
     slow = np.flatnonzero(slow_mask).tolist()
     boring_pkt = ~slow_s
