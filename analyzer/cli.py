@@ -130,7 +130,7 @@ def analyze(ctx: click.Context, pcaps: tuple[str, ...], fmt: str, output: Option
             if bar is not None:
                 bar.close()
         doc = to_document(result, flows_mode)
-        _write(render(doc, fmt), output, click.get_text_stream("stdout"))
+        _write(render(doc, fmt), output, sys.stdout)
         if evidence_path:
             from analyzer.report.evidence import write_evidence_pcapng
             n = write_evidence_pcapng(doc, evidence_path)
@@ -193,7 +193,7 @@ def report(results: tuple[str, ...], fmt: str, output: Optional[str]) -> None:
         click.echo(f"analyzer: error: {e}", err=True)
         sys.exit(int(ExitStatus.BAD_INPUT))
     doc = merge_documents(docs) if len(docs) > 1 else docs[0]
-    _write(render(doc, fmt), output, click.get_text_stream("stdout"))
+    _write(render(doc, fmt), output, sys.stdout)
 
 
 def _register_live_commands() -> None:

@@ -94,9 +94,9 @@ def capture(interface: str, bpf: Optional[str], duration: Optional[float], count
 
     opts = CaptureOptions(interface=interface, bpf=bpf, duration=duration, count=count,
                           write=write_path, fmt=fmt, output=output, quiet=quiet)
-    stderr = click.get_text_stream("stderr")
+    stderr = sys.stderr
     try:
-        run_capture(opts, Settings(idle_timeout=idle_timeout), click.get_text_stream("stdout"),
+        run_capture(opts, Settings(idle_timeout=idle_timeout), sys.stdout,
                     stderr, status_enabled=_isatty(stderr))
     except AnalyzerError as err:
         _fail(str(err), err.status)
