@@ -130,7 +130,7 @@ class Analyzer:
         k, nshards = self.settings.shard
         if nshards > 1:
             # another shard's flows: not even decoded here (DNS still feeds every tracker)
-            mine = shard_of_words(fields.src, fields.dst, nshards) == k
+            mine = shard_of_words(fields.srcw, fields.dstw, nshards) == k
             dns = (fields.sport == DNS_PORT) | (fields.dport == DNS_PORT)
             ignore = fields.keyable & ~mine & ~dns
             fields.keyable = fields.keyable & mine
@@ -380,7 +380,7 @@ def shard_of(a: bytes, b: bytes, n: int) -> int:
 
 
 def shard_of_words(a: "np.ndarray[Any, Any]", b: "np.ndarray[Any, Any]", n: int) -> "np.ndarray[Any, Any]":
-    """Vectorised :func:`shard_of` for IPv4 addresses given as integers."""
+    """Vectorised :func:`shard_of` for addresses given as 32-bit words (IPv6 folded)."""
     x = (a ^ b).astype(np.uint64) * np.uint64(SHARD_MULT)
     out: np.ndarray[Any, Any] = ((x >> np.uint64(16)) % np.uint64(n)).astype(np.int64)
     return out

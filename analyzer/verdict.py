@@ -151,7 +151,9 @@ def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
     server, domain, rate = own
     ratio = ctx.th.throttle_ratio
     overall, per = _rate_index(ctx)
-    same = next(((d, r) for r, fid, d in per.get(server, []) if fid != f.flow_id and d != domain), None)
+    # a control with another *known* name: a flow whose name is unknown may be the same one
+    same = next(((d, r) for r, fid, d in per.get(server, [])
+                 if fid != f.flow_id and d is not None and d != domain), None)
     # other servers: compare with the median of their rates, not the fastest one; rates across
     # servers differ by orders of magnitude, so only a flow far below the typical one counts
     others = overall  # fastest first; the median of all flows (the own one barely moves it)

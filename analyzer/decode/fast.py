@@ -9,7 +9,8 @@ headers lie fully inside the captured bytes (``keyable``), and which of those ca
 port that always needs the deep path (``candidate``). Everything else goes to the per-packet
 decoder, which stays the reference for what a frame means.
 
-IPv6 frames, fragments, ICMP and non-IP frames always take the per-packet path.
+IPv6 frames without extension headers are read too; IPv6 with extension headers, fragments,
+ICMP and non-IP frames always take the per-packet path.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import numpy.typing as npt
 from analyzer.sources.files import (
     LINKTYPE_EN10MB,
     LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_LOOP,
@@ -35,6 +37,9 @@ F64 = npt.NDArray[np.float64]
 BOOL = npt.NDArray[np.bool_]
 
 ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+IPV6_HEADER_LEN = 40
+AF_INET6_VALUES = (10, 24, 28, 30)
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
 FAST_VLAN_TAGS = 2
 AF_INET = 2
@@ -46,13 +51,23 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 
 
+U64 = npt.NDArray[np.uint64]
+
+
 @dataclass(slots=True)
 class Fields:
-    keyable: BOOL  # plain IPv4 TCP/UDP, L4 header captured, not a non-first fragment
+    keyable: BOOL  # plain IPv4/IPv6 TCP/UDP, L4 header captured, not a non-first fragment
     candidate: BOOL  # keyable, unfragmented, no SYN/FIN/RST, not DNS
     proto: I64
-    src: I64
-    dst: I64
+    v6: BOOL
+    # addresses as (high, low) 64-bit halves; IPv4 in the low half, high half 0
+    src_hi: U64
+    src_lo: U64
+    dst_hi: U64
+    dst_lo: U64
+    # 32-bit words of the addresses (IPv6 folded by XOR), for --jobs sharding
+    srcw: I64
+    dstw: I64
     sport: I64
     dport: I64
     ttl: I64
@@ -84,12 +99,20 @@ def extract(buf: bytes, offsets: I64, caplens: I64, linktypes: I64, start: int, 
     def u32(pos: I64) -> I64:
         return (u16(pos) << 16) | u16(pos + 2)
 
+    def u64(pos: I64) -> U64:
+        hi = u32(pos).astype(np.uint64)
+        lo = u32(pos + 4).astype(np.uint64)
+        out: U64 = (hi << np.uint64(32)) | lo
+        return out
+
     l3 = np.full(n, -1, dtype=np.int64)
     if n == 0:
         z = np.zeros(0, dtype=np.int64)
         zb = np.zeros(0, dtype=np.bool_)
-        return Fields(zb, zb, z, z, z, z, z, z, z, zb, z, z, z, z, z, z)
-    # Ethernet (+ up to two VLAN tags)
+        zu = np.zeros(0, dtype=np.uint64)
+        return Fields(zb, zb, z, zb, zu, zu, zu, zu, z, z, z, z, z, z, zb, z, z, z, z, z, z)
+    # link layer: offset of the IP header and which version the link says it is (0: not IP)
+    ver_link = np.zeros(n, dtype=np.int64)
     eth = lt == LINKTYPE_EN10MB
     if eth.any():
         et = u16(off + 12)
@@ -98,32 +121,57 @@ def extract(buf: bytes, offsets: I64, caplens: I64, linktypes: I64, start: int, 
             tagged = np.isin(et, VLAN_TPIDS)
             et = np.where(tagged, u16(pos + 2), et)
             pos = np.where(tagged, pos + 4, pos)
-        l3 = np.where(eth & (et == ETHERTYPE_IPV4) & (pos <= cap_end), pos, l3)
+        ok_eth = eth & (pos <= cap_end)
+        l3 = np.where(ok_eth, pos, l3)
+        ver_link = np.where(ok_eth & (et == ETHERTYPE_IPV4), 4, np.where(ok_eth & (et == ETHERTYPE_IPV6), 6, ver_link))
     sll = lt == LINKTYPE_LINUX_SLL
     if sll.any():
-        l3 = np.where(sll & (u16(off + 14) == ETHERTYPE_IPV4) & (off + 16 <= cap_end), off + 16, l3)
+        et = u16(off + 14)
+        ok_sll = sll & (off + 16 <= cap_end)
+        l3 = np.where(ok_sll, off + 16, l3)
+        ver_link = np.where(ok_sll & (et == ETHERTYPE_IPV4), 4, np.where(ok_sll & (et == ETHERTYPE_IPV6), 6, ver_link))
     sll2 = lt == LINKTYPE_LINUX_SLL2
     if sll2.any():
-        l3 = np.where(sll2 & (u16(off) == ETHERTYPE_IPV4) & (off + 20 <= cap_end), off + 20, l3)
-    raw = np.isin(lt, (LINKTYPE_RAW, LINKTYPE_RAW_OLD_A, LINKTYPE_RAW_OLD_B, LINKTYPE_IPV4))
+        et = u16(off)
+        ok_sll2 = sll2 & (off + 20 <= cap_end)
+        l3 = np.where(ok_sll2, off + 20, l3)
+        ver_link = np.where(ok_sll2 & (et == ETHERTYPE_IPV4), 4, np.where(ok_sll2 & (et == ETHERTYPE_IPV6), 6, ver_link))
+    raw = np.isin(lt, (LINKTYPE_RAW, LINKTYPE_RAW_OLD_A, LINKTYPE_RAW_OLD_B))
     l3 = np.where(raw, off, l3)
+    ver_link = np.where(raw, u8(off) >> 4, ver_link)
+    l3 = np.where(lt == LINKTYPE_IPV4, off, l3)
+    ver_link = np.where(lt == LINKTYPE_IPV4, 4, ver_link)
+    l3 = np.where(lt == LINKTYPE_IPV6, off, l3)
+    ver_link = np.where(lt == LINKTYPE_IPV6, 6, ver_link)
     null = (lt == LINKTYPE_NULL) | (lt == LINKTYPE_LOOP)
     if null.any():
-        f0, f1, f2, f3 = u8(off), u8(off + 1), u8(off + 2), u8(off + 3)
-        le_inet = (f0 == AF_INET) & (f1 == 0) & (f2 == 0) & (f3 == 0)
-        be_inet = (f0 == 0) & (f1 == 0) & (f2 == 0) & (f3 == AF_INET)
-        fam_ok = np.where(lt == LINKTYPE_LOOP, be_inet, le_inet | be_inet)
-        l3 = np.where(null & fam_ok & (off + 4 <= cap_end), off + 4, l3)
+        le = u8(off) | (u8(off + 1) << 8) | (u8(off + 2) << 16) | (u8(off + 3) << 24)
+        be = u32(off)
+        # DLT_NULL: host byte order (a value above 0xFFFF was written big-endian)
+        fam = np.where(lt == LINKTYPE_LOOP, be, np.where(le > 0xFFFF, be, le))
+        ok_null = null & (off + 4 <= cap_end)
+        l3 = np.where(ok_null, off + 4, l3)
+        ver_link = np.where(ok_null & (fam == AF_INET), 4,
+                            np.where(ok_null & np.isin(fam, AF_INET6_VALUES), 6, ver_link))
 
-    vihl = u8(l3)
-    ihl = (vihl & 0x0F) * 4
+    first = u8(l3)
+    ver = first >> 4
+    is4 = (l3 >= 0) & (l3 < cap_end) & (ver_link == 4) & (ver == 4)
+    is6 = (l3 >= 0) & (l3 < cap_end) & (ver_link == 6) & (ver == 6)
+    # IPv4
+    ihl = (first & 0x0F) * 4
     total = u16(l3 + 2)
     frag = u16(l3 + 6)
-    proto = u8(l3 + 9)
-    ok = (l3 >= 0) & (l3 < cap_end) & ((vihl >> 4) == 4) & (ihl >= 20) & (total >= ihl) & (l3 + ihl <= cap_end)
-    ok &= (frag & 0x1FFF) == 0  # a non-first fragment carries no L4 header
-    ip_end = np.minimum(cap_end, l3 + total)
-    l4 = l3 + ihl
+    ok4 = is4 & (ihl >= 20) & (total >= ihl) & (l3 + ihl <= cap_end)
+    ok4 &= (frag & 0x1FFF) == 0  # a non-first fragment carries no L4 header
+    # IPv6 without extension headers (next header TCP/UDP directly), not a jumbogram
+    plen6 = u16(l3 + 4)
+    nh6 = u8(l3 + 6)
+    ok6 = is6 & (l3 + IPV6_HEADER_LEN <= cap_end) & (plen6 > 0) & ((nh6 == PROTO_TCP) | (nh6 == PROTO_UDP))
+    proto = np.where(ok6, nh6, u8(l3 + 9))
+    ok = ok4 | ok6
+    ip_end = np.where(ok6, np.minimum(cap_end, l3 + IPV6_HEADER_LEN + plen6), np.minimum(cap_end, l3 + total))
+    l4 = np.where(ok6, l3 + IPV6_HEADER_LEN, l3 + ihl)
     sport = u16(l4)
     dport = u16(l4 + 2)
     doff = u8(l4 + 12)
@@ -138,11 +186,24 @@ def extract(buf: bytes, offsets: I64, caplens: I64, linktypes: I64, start: int, 
     udp_stop = np.where(ulen < 8, ip_end, np.minimum(ip_end, l4 + ulen))
     plen = np.where(is_tcp, ip_end - (l4 + hlen), udp_stop - (l4 + 8))
     dns = (sport == DNS_PORT) | (dport == DNS_PORT)
-    unfragmented = (frag & IPV4_MF) == 0
+    unfragmented = ok6 | ((frag & IPV4_MF) == 0)
     candidate = keyable & unfragmented & ~dns & np.where(is_tcp, (flags & TCP_FLAGS_ALWAYS_DEEP) == 0, True)
+    zero = np.zeros(n, dtype=np.uint64)
+    src4 = u32(l3 + 12)
+    dst4 = u32(l3 + 16)
+    s_hi = np.where(ok6, u64(l3 + 8), zero)
+    s_lo = np.where(ok6, u64(l3 + 16), src4.astype(np.uint64))
+    d_hi = np.where(ok6, u64(l3 + 24), zero)
+    d_lo = np.where(ok6, u64(l3 + 32), dst4.astype(np.uint64))
+    mask32 = np.uint64(0xFFFFFFFF)
+    sh32 = np.uint64(32)
+    srcw = ((s_hi >> sh32) ^ (s_hi & mask32) ^ (s_lo >> sh32) ^ (s_lo & mask32)).astype(np.int64)
+    dstw = ((d_hi >> sh32) ^ (d_hi & mask32) ^ (d_lo >> sh32) ^ (d_lo & mask32)).astype(np.int64)
     return Fields(
-        keyable=keyable, candidate=candidate, proto=proto, src=u32(l3 + 12), dst=u32(l3 + 16),
-        sport=sport, dport=dport, ttl=u8(l3 + 8), ipid=u16(l3 + 4),
-        df=(frag & 0x4000) != 0, ip_len=total, plen=np.maximum(plen, 0), flags=flags,
-        seq=u32(l4 + 4), ack=u32(l4 + 8), win=u16(l4 + 14),
+        keyable=keyable, candidate=candidate, proto=proto, v6=ok6, src_hi=s_hi, src_lo=s_lo,
+        dst_hi=d_hi, dst_lo=d_lo, srcw=srcw, dstw=dstw,
+        sport=sport, dport=dport, ttl=np.where(ok6, u8(l3 + 7), u8(l3 + 8)),
+        ipid=np.where(ok6, -1, u16(l3 + 4)),
+        df=~ok6 & ((frag & 0x4000) != 0), ip_len=np.where(ok6, IPV6_HEADER_LEN + plen6, total),
+        plen=np.maximum(plen, 0), flags=flags, seq=u32(l4 + 4), ack=u32(l4 + 8), win=u16(l4 + 14),
     )

@@ -34,7 +34,6 @@ from analyzer.track.flows import (
 )
 
 I64 = npt.NDArray[np.int64]
-MASK48 = (1 << 48) - 1
 SERVICE_PORT_LIST = sorted(SERVICE_PORTS)
 # (group, dir, packets, bytes, payload bytes, payload packets, DF count, max ts, first ts,
 #  other direction's last index in the segment, tail length, first tail ts, last packet
@@ -42,7 +41,6 @@ SERVICE_PORT_LIST = sorted(SERVICE_PORTS)
 #  busy microseconds between the segment's own packets)
 Row = tuple[int, int, int, int, int, int, int, float, float, int, int, float,
             tuple[int, float, int, int, int, int, int, int, int, bool, int], int, int, int]
-PROTO_SHIFT = 48
 
 
 class ChunkPlan:
@@ -65,18 +63,22 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     if len(kidx) == 0:
         everything = np.flatnonzero(~ignore).tolist() if ignore is not None else list(range(n))
         return ChunkPlan(everything, _only_slow(everything)), 0, 0.0, 0.0
-    src, dst = f.src[kidx], f.dst[kidx]
-    sport, dport, proto = f.sport[kidx], f.dport[kidx], f.proto[kidx]
-    a = (src << 16) | sport
-    bb = (dst << 16) | dport
-    lo = np.minimum(a, bb)
-    hi = np.maximum(a, bb)
-    lo56 = lo | (proto << PROTO_SHIFT)
-    order = np.lexsort((kidx, hi, lo56))
+    s_hi, s_lo, d_hi, d_lo = f.src_hi[kidx], f.src_lo[kidx], f.dst_hi[kidx], f.dst_lo[kidx]
+    sport, dport = f.sport[kidx], f.dport[kidx]
+    tag = f.proto[kidx] | (f.v6[kidx].astype(np.int64) << 8)
+    # canonical orientation, as FlowTable.lookup: (src, sport) <= (dst, dport), addresses
+    # compared as big-endian numbers (IPv4 in the low half, high half zero)
+    a_le_b = (s_hi < d_hi) | ((s_hi == d_hi) & ((s_lo < d_lo) | ((s_lo == d_lo) & (sport <= dport))))
+    lo_hi, lo_lo, lo_port = np.where(a_le_b, s_hi, d_hi), np.where(a_le_b, s_lo, d_lo), np.where(a_le_b, sport, dport)
+    hi_hi, hi_lo, hi_port = np.where(a_le_b, d_hi, s_hi), np.where(a_le_b, d_lo, s_lo), np.where(a_le_b, dport, sport)
+    order = np.lexsort((kidx, hi_port, hi_lo, hi_hi, lo_port, lo_lo, lo_hi, tag))
     kidx_s = kidx[order]
-    lo56_s, hi_s = lo56[order], hi[order]
-    from_lo = (a == lo)[order]
-    brk = np.flatnonzero((lo56_s[1:] != lo56_s[:-1]) | (hi_s[1:] != hi_s[:-1])) + 1
+    cols = [c[order] for c in (tag, lo_hi, lo_lo, lo_port, hi_hi, hi_lo, hi_port)]
+    from_lo = a_le_b[order]
+    change = np.zeros(max(len(kidx_s) - 1, 0), dtype=np.bool_)
+    for c in cols:
+        change |= c[1:] != c[:-1]
+    brk = np.flatnonzero(change) + 1
     gstart = np.concatenate(([0], brk)).astype(np.int64)
     gend = np.concatenate((brk, [len(kidx_s)])).astype(np.int64)
     ngroups = len(gstart)
@@ -99,14 +101,12 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     dp_service = ((dp > 0) & (dp < EPHEMERAL_MIN)) | np.isin(dp, SERVICE_PORT_LIST)
     client_is_dst = (syn == (TCP_SYN | TCP_ACK)) | ((syn != TCP_SYN) & sp_service & ~dp_service)
     pred_client_lo = np.where(client_is_dst, ~from_lo[gstart], from_lo[gstart])
-    lo56_list = lo56_s[gstart].tolist()
-    hi_list = hi_s[gstart].tolist()
-    for g in range(ngroups):
-        l56 = lo56_list[g]
-        lov = l56 & MASK48
-        hiv = hi_list[g]
-        key = ((lov >> 16).to_bytes(4, "big"), lov & 0xFFFF, (hiv >> 16).to_bytes(4, "big"), hiv & 0xFFFF,
-               l56 >> PROTO_SHIFT)
+    heads = [c[gstart].tolist() for c in cols]
+    for g, (tg, lh, ll, lp, hh, hl, hp) in enumerate(zip(*heads)):
+        if tg >> 8:  # IPv6
+            key = (((lh << 64) | ll).to_bytes(16, "big"), lp, ((hh << 64) | hl).to_bytes(16, "big"), hp, tg & 0xFF)
+        else:
+            key = (ll.to_bytes(4, "big"), lp, hl.to_bytes(4, "big"), hp, tg)
         keys[g] = key
         flow = flows_dict.get(key)
         if flow is None:

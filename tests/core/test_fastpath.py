@@ -7,6 +7,7 @@ the public captures.
 """
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,53 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def test_generated_captures_identical(generated: list[Path], chunk: int) -> None:
     for p in generated:
         _same(p, chunk)
+
+
+def to_ipv6(src: Path, dst: Path) -> None:
+    """Rewrite every IPv4 TCP/UDP packet of an Ethernet pcap as IPv6 (2001:db8::/96 + the
+    IPv4 address), hop limit = TTL, same ports and payload; other frames unchanged."""
+    data = src.read_bytes()
+    out = bytearray(data[:24])
+    off = 24
+    while off + 16 <= len(data):
+        sec, frac, incl, _orig = struct.unpack_from("<IIII", data, off)
+        frame = data[off + 16: off + 16 + incl]
+        off += 16 + incl
+        if len(frame) >= 34 and frame[12:14] == b"\x08\x00" and frame[23] in (6, 17):
+            ihl = (frame[14] & 0x0F) * 4
+            total = struct.unpack_from("!H", frame, 16)[0]
+            l4 = frame[14 + ihl: 14 + total]
+            ip6 = struct.pack("!IHBB", 0x60000000, len(l4), frame[23], frame[22])
+            ip6 += b"\x20\x01\x0d\xb8" + bytes(8) + frame[26:30] + b"\x20\x01\x0d\xb8" + bytes(8) + frame[30:34]
+            frame = frame[:12] + b"\x86\xdd" + ip6 + l4
+        out += struct.pack("<IIII", sec, frac, len(frame), len(frame)) + frame
+    dst.write_bytes(bytes(out))
+
+
+def test_ipv6_capture_identical_and_fast(generated: list[Path], tmp_path: Path) -> None:
+    import analyzer.pipeline as pl
+    import analyzer.track.fastpath as fp
+
+    v6 = tmp_path / "mixed-v6.pcap"
+    to_ipv6(generated[0], v6)
+    for chunk in (997, 16384):
+        _same(v6, chunk)
+    seen = {"boring": 0, "all": 0}
+    orig = fp.plan_chunk
+
+    def spy(*a: Any, **k: Any) -> Any:
+        plan, nb, lo, hi = orig(*a, **k)
+        seen["boring"] += nb
+        seen["all"] += len(a[1].keyable)
+        return plan, nb, lo, hi
+
+    pl.plan_chunk = spy  # type: ignore[assignment]
+    try:
+        doc = _doc(v6)
+    finally:
+        pl.plan_chunk = orig  # type: ignore[assignment]
+    assert seen["boring"] > seen["all"] * 0.5
+    assert doc["verdicts"] and all(v["server"].startswith("[2001:db8::") for v in doc["verdicts"])
 
 
 def test_generated_capture_exercises_the_fast_path(generated: list[Path]) -> None:
