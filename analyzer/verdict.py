@@ -152,8 +152,9 @@ def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
     ratio = ctx.th.throttle_ratio
     overall, per = _rate_index(ctx)
     # a control with another *known* name: a flow whose name is unknown may be the same one
-    same = next(((d, r) for r, fid, d in per.get(server, [])
-                 if fid != f.flow_id and d is not None and d != domain), None)
+    same: Optional[tuple[str, float]] = next(
+        ((d, r) for r, fid, d in per.get(server, []) if fid != f.flow_id and d is not None and d != domain),
+        None)
     # other servers: compare with the median of their rates, not the fastest one; rates across
     # servers differ by orders of magnitude, so only a flow far below the typical one counts
     others = overall  # fastest first; the median of all flows (the own one barely moves it)
@@ -167,13 +168,13 @@ def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
     signals = list(f.signals)
     notes = list(f.notes)
     if same is not None and rate <= ratio * same[1]:
-        d, r = same
+        name, r = same
         signals.append("control_same_server")
         strength = THROTTLE_SAME_SERVER
-        notes.append(f"the same server sent {d or 'another name'} at {r / 1000:.1f} kB/s "
+        notes.append(f"the same server sent {name} at {r / 1000:.1f} kB/s "
                      f"({r / max(rate, 1e-9):.0f}x faster)")
     elif other is not None and rate <= ctx.th.throttle_other_ratio * other[1]:
-        d, r = other
+        r = other[1]
         signals.append("control_other_server")
         strength = THROTTLE_OTHER_SERVER
         notes.append(f"the median of the capture's {len(others)} large flows ran at {r / 1000:.1f} kB/s "
