@@ -210,6 +210,7 @@ class Stats:
     flows_evicted: int = 0
     dns_transactions: int = 0
     fragments: int = 0
+    reassembled: int = 0  # IP datagrams rebuilt from fragments
     weak_findings: int = 0  # findings below the verdict threshold (signals only)
     seconds: float = 0.0
 

@@ -104,6 +104,7 @@ def analyze_files_parallel(paths: list[str], settings: Optional[Settings] = None
         st.flows_evicted += ws.flows_evicted
         st.dns_transactions += ws.dns_transactions
         st.fragments += ws.fragments
+        st.reassembled += ws.reassembled
         st.weak_findings += ws.weak_findings
     st.seconds = round(time.perf_counter() - t0, 3)
     return result

@@ -34,6 +34,7 @@ from analyzer.status import DecodeError, InputError
 from analyzer.track.dns import DnsTracker, DnsTransaction
 from analyzer.track.facts import FlowInfo, describe
 from analyzer.track.fastpath import plan_chunk
+from analyzer.track.reassembly import Reassembler
 from analyzer.track.flows import C2S, S2C, Flow, FlowTable
 from analyzer.verdict import decide
 
@@ -79,6 +80,8 @@ class Analyzer:
     # -- per input state ------------------------------------------------------------------
     def _reset_state(self) -> None:
         self.table = FlowTable(self.settings)
+        self.frags = Reassembler()
+        self.table.frag_pending = self.frags.pending_flows
         self.dns = DnsTracker(self.settings.thresholds, max_pending=self.settings.max_dns)
         self.ctx = Context(self.settings.thresholds)
         self.findings: list[Finding] = []
@@ -192,16 +195,20 @@ class Analyzer:
         pkt.ts = ts
         pkt.input = self._input
         pkt.wirelen = wirelens[i]
-        dns = pkt.sport == DNS_PORT or pkt.dport == DNS_PORT
         if owned:
             stats.decoded += 1
             self._saw_time(self.result.inputs[self._input], ts, ts)
-            if pkt.frag:
+        if pkt.frag:
+            # every shard reassembles (a datagram may be DNS, which all shards need)
+            if owned:
                 stats.fragments += 1
-                if pkt.frag_offset:
-                    return
-        elif pkt.frag and pkt.frag_offset:
-            return
+            whole = self.frags.add(pkt)
+            if whole is None:
+                return
+            whole.frame, whole.ts, whole.input, whole.wirelen = pkt.frame, ts, pkt.input, pkt.wirelen
+            pkt = whole
+            proto = pkt.proto
+        dns = pkt.sport == DNS_PORT or pkt.dport == DNS_PORT
         table = self.table
         if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
             if owned:
@@ -223,7 +230,17 @@ class Analyzer:
         elif owned:
             table.observe(pkt)  # ESP, GRE, ...: tracked as port-less flows
 
+    def expire_fragments_counted(self) -> None:
+        if self.frags.expired:
+            k, n = self.settings.shard
+            for src, dst in self.frags.expired:
+                if n == 1 or shard_of(src, dst, n) == k:
+                    self.stats.skip("fragment_incomplete")
+            self.frags.expired.clear()
+
     def expire(self, now: float) -> None:
+        self.frags.expire(now)
+        self.expire_fragments_counted()
         for flow in self.table.expire(now):
             self._finish_flow(flow)
         for txn in self.dns.expire(now):
@@ -340,6 +357,17 @@ class Analyzer:
             for reason, n in self.dns.decode_errors.items():
                 self.stats.skip(reason, n)
         self.dns.decode_errors.clear()
+        # reassembly outcomes (overlaps, oversize, reassembled) are counted by shard 0: every
+        # shard sees every fragment
+        self.frags.expire(float("inf"))
+        self.expire_fragments_counted()
+        if self.settings.shard[0] == 0:
+            for reason, n in self.frags.counts.items():
+                if reason == "fragments_reassembled":
+                    self.stats.reassembled += n
+                else:
+                    self.stats.skip(reason, n)
+        self.frags.counts.clear()
 
     def decide_input(self, findings: list[Finding], ctx: Context) -> list[Verdict]:
         """Decide the verdicts of the current input from its findings and cross-flow controls

@@ -97,7 +97,7 @@ class Packet:
         "frame", "ts", "input", "ipv", "src", "dst", "proto", "ttl", "ipid", "df", "ip_len",
         "frag", "frag_id", "frag_offset", "frag_more", "sport", "dport", "seq", "ack",
         "flags", "win", "options", "payload", "icmp_type", "icmp_code", "quoted",
-        "wirelen",
+        "wirelen", "frag_data", "frag_nxt",
     )
 
     def __init__(self) -> None:
@@ -128,6 +128,8 @@ class Packet:
         self.icmp_code = -1
         self.quoted: Optional[Packet] = None
         self.wirelen = 0
+        self.frag_data = b""  # fragments: the bytes after the IP (fragment) header
+        self.frag_nxt = 0  # fragments: the protocol the fragment data starts with
 
 
 def link_offset(buf: bytes, off: int, end: int, linktype: int) -> tuple[int, int]:
@@ -235,6 +237,8 @@ def _decode_ipv4(pkt: Packet, buf: bytes, o: int, end: int) -> None:
         pkt.frag_offset = frag_off
         pkt.frag_more = more
         pkt.payload = buf[o + ihl : ip_end]
+        pkt.frag_data = pkt.payload
+        pkt.frag_nxt = proto
         if frag_off:
             return
     _decode_l4(pkt, buf, o + ihl, ip_end)
@@ -272,6 +276,8 @@ def _decode_ipv6(pkt: Packet, buf: bytes, o: int, end: int) -> None:
             pkt.ipid = pkt.frag_id & 0xFFFF
             nxt = buf[p]
             p += 8
+            pkt.frag_data = buf[p:ip_end]
+            pkt.frag_nxt = nxt
             if pkt.frag_offset:
                 pkt.proto = nxt
                 pkt.payload = buf[p:ip_end]
@@ -285,6 +291,33 @@ def _decode_ipv6(pkt: Packet, buf: bytes, o: int, end: int) -> None:
         raise DecodeError("too_many_ipv6_ext")
     pkt.proto = nxt
     _decode_l4(pkt, buf, p, ip_end)
+
+
+def decode_reassembled(first: Packet, data: bytes) -> Packet:
+    """The datagram made of fragments: IP fields of the first fragment, transport decoded from
+    the reassembled bytes ``data`` (which start with protocol ``first.frag_nxt``)."""
+    pkt = Packet()
+    pkt.ipv, pkt.src, pkt.dst, pkt.ttl = first.ipv, first.src, first.dst, first.ttl
+    pkt.ipid, pkt.df = first.ipid, first.df
+    pkt.ip_len = first.ip_len - len(first.frag_data) + len(data)
+    nxt = first.frag_nxt
+    p = 0
+    end = len(data)
+    if first.ipv == 6:
+        for _ in range(MAX_EXT_HEADERS):
+            if nxt in IPV6_EXT_HEADERS or nxt == IPPROTO_AH:
+                if p + 2 > end:
+                    raise DecodeError("truncated_ipv6_ext")
+                hdr_len = (data[p + 1] + 2) * 4 if nxt == IPPROTO_AH else (data[p + 1] + 1) * 8
+                nxt = data[p]
+                p += hdr_len
+                if p > end:
+                    raise DecodeError("truncated_ipv6_ext")
+                continue
+            break
+    pkt.proto = nxt
+    _decode_l4(pkt, data, p, end)
+    return pkt
 
 
 def _decode_l4(pkt: Packet, buf: bytes, p: int, end: int) -> None:

@@ -72,6 +72,7 @@ def to_document(result: Result, flows: str = "all") -> dict[str, Any]:
         "stats": {"packets": st.packets, "decoded": st.decoded,
                   "skipped": dict(sorted(st.skipped.items())), "flows": st.flows,
                   "flows_evicted": st.flows_evicted, "dns_transactions": st.dns_transactions,
-                  "fragments": st.fragments, "weak_findings": st.weak_findings,
+                  "fragments": st.fragments, "reassembled": st.reassembled,
+                  "weak_findings": st.weak_findings,
                   "seconds": st.seconds},
     }

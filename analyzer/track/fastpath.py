@@ -85,6 +85,7 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
     cand_s = f.candidate[kidx_s]
     # per-group state from the flow table (Python loop over flows, not packets)
     flows_dict = table.flows
+    frag_pending = table.frag_pending
     n_first = table._first_payloads
     max_c, max_s = table._limits
     eligible = np.zeros(ngroups, dtype=np.bool_)
@@ -108,6 +109,8 @@ def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0:
         else:
             key = (ll.to_bytes(4, "big"), lp, hl.to_bytes(4, "big"), hp, tg)
         keys[g] = key
+        if key in frag_pending:
+            continue  # a datagram of this flow is being reassembled: keep order, go deep
         flow = flows_dict.get(key)
         if flow is None:
             # a new flow: its first packet creates it on the deep path; the rest may be boring

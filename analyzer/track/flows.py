@@ -220,6 +220,8 @@ class FlowTable:
         self.flows: OrderedDict[tuple[bytes, int, bytes, int, int], Flow] = OrderedDict()
         self.closing: deque[Flow] = deque()
         self.reused: list[Flow] = []  # flows ended because a new connection took their 4-tuple
+        # flows with an IP datagram being reassembled (set by the pipeline's Reassembler)
+        self.frag_pending: dict[tuple[bytes, int, bytes, int, int], int] = {}
         self.created = 0
         self.evicted = 0
         self._max_events = settings.max_events
