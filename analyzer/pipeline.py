@@ -36,7 +36,7 @@ from analyzer.track.facts import FlowInfo, describe
 from analyzer.track.fastpath import plan_chunk
 from analyzer.track.reassembly import Reassembler
 from analyzer.track.flows import C2S, S2C, Flow, FlowTable
-from analyzer.verdict import decide
+from analyzer.verdict import can_become_verdict, decide
 
 DNS_PORT = 53
 TRIGGER_KINDS = {Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI, Trigger.PROTOCOL}
@@ -273,6 +273,9 @@ class Analyzer:
             stats.skip("detector_error")
         self._update_context(flow, info, findings)
         for f in findings:
+            if not can_become_verdict(f):
+                self.stats.weak_findings += 1
+                continue
             f = replace(f, link_key=f"{flow.flow_id}:{f.technique.value}")
             if f.trigger in TRIGGER_KINDS:
                 ctx.record_block(flow.client, flow.server, flow.sport, flow.proto,
@@ -340,6 +343,9 @@ class Analyzer:
             self.stats.skip("detector_error")
             return
         for f in found:
+            if not can_become_verdict(f):
+                self.stats.weak_findings += 1
+                continue
             self.findings.append(replace(f, link_key=f.link_key or f"dns:{f.client}:{f.domain}"))
 
     def end_input(self) -> list[Verdict]:

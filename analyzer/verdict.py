@@ -31,6 +31,15 @@ DEAD_NETWORK_FACTOR = 0.5
 MAX_CONFIDENCE = 0.99
 
 
+def can_become_verdict(f: Finding) -> bool:
+    """False for a finding that no capture-wide control can lift to a verdict: it is counted
+    as weak at once instead of being kept (with its ladder) until the end of the input."""
+    if f.technique == Technique.THROTTLING:
+        return True  # decided only against the whole capture's rates
+    bonus = CONTROL_BONUS if f.trigger in (Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI) else 0.0
+    return f.strength + bonus >= MIN_VERDICT_CONFIDENCE
+
+
 def verdict_id(f: Finding) -> str:
     first = f.evidence[0] if f.evidence else None
     basis = "|".join((
@@ -125,7 +134,10 @@ def _refine(f: Finding, ctx: Context, answered_ips: dict[str, int]) -> Finding:
 
 
 THROTTLE_SAME_SERVER = 0.8
-THROTTLE_OTHER_SERVER = 0.4
+# without a same-server control a slow flow stays a signal: servers and applications differ
+# too much in speed (interactive flows, slow origins) for a verdict (issue #3: "verdict only
+# with strong evidence")
+THROTTLE_OTHER_SERVER = 0.25
 THROTTLE_NO_CONTROL = 0.1
 
 

@@ -16,8 +16,9 @@ Signals (``SIGNALS``):
 - ``control_same_server``: the comparable flow went to the same server address with another
   name: the strongest control a passive capture offers.
 - ``control_other_server``: no control to the same server, but the flow ran at most
-  ``throttle_other_ratio`` times the median rate of the capture's large flows. Weaker: servers
-  differ, hence the stricter ratio.
+  ``throttle_other_ratio`` times the median rate of the capture's large flows. Weak: servers
+  and applications differ in speed (an interactive flow streams slowly by design), so this
+  stays a signal (counted in ``stats.weak_findings``), never a verdict.
 
 A slow flow alone is a signal, not a verdict (nothing says the path or the server was not
 simply slow). The detector records the flow's rate; ``verdict.py`` compares it with every
