@@ -271,9 +271,16 @@ def c_quic(ps: list[Pkt], probs: list[str]) -> None:
         probs.append("server answered")
 
 
-def _download(ps: list[Pkt], server: str) -> tuple[int, float]:
-    """(payload bytes, seconds from SYN/ACK to the server's FIN) of the download from server."""
-    data = [p for p in ps if p.src == server and p.proto == 6]
+def _download(ps: list[Pkt], server: str, nth: int = 0) -> tuple[int, float]:
+    """(payload bytes, seconds from SYN/ACK to the server's FIN) of the nth TCP connection
+    downloaded from server (connections told apart by the client's port)."""
+    ports: list[int] = []
+    for p in ps:
+        if p.src == server and p.proto == 6 and p.sport == 443 and p.dport not in ports:
+            ports.append(p.dport)
+    if nth >= len(ports):
+        return 0, 0.0
+    data = [p for p in ps if p.src == server and p.proto == 6 and p.dport == ports[nth]]
     start = next((p.ts for p in data if p.flags & SYN), None)
     end = next((p.ts for p in data if p.flags & FIN), None)
     if start is None or end is None:
@@ -282,8 +289,9 @@ def _download(ps: list[Pkt], server: str) -> tuple[int, float]:
 
 
 def c_throttle(ps: list[Pkt], probs: list[str]) -> None:
-    b1, t1 = _download(ps, OTHER_IP)
-    b2, t2 = _download(ps, WA_IP1)
+    # the control (SNI www.example.com) and the WhatsApp download go to the same server
+    b1, t1 = _download(ps, WA_IP1, 0)
+    b2, t2 = _download(ps, WA_IP1, 1)
     if b1 < 49152 or b2 < 49152:
         probs.append(f"downloads incomplete: {b1} B from control, {b2} B from WhatsApp")
     elif not t2 > 5 * t1:
