@@ -129,8 +129,20 @@ def analyze(ctx: click.Context, pcaps: tuple[str, ...], fmt: str, output: Option
         finally:
             if bar is not None:
                 bar.close()
-        doc = to_document(result, flows_mode)
-        _write(render(doc, fmt), output, sys.stdout)
+        if fmt in ("json", "jsonl"):
+            # streamed: a capture's flows are never all in memory as dicts or one string
+            from analyzer.report.document import write_json, write_jsonl
+            writer = write_json if fmt == "json" else write_jsonl
+            if output and output != "-":
+                with open(output, "w", encoding="utf-8", errors="backslashreplace", newline="") as fh:
+                    writer(result, fh, flows_mode)
+            else:
+                writer(result, sys.stdout, flows_mode)
+                sys.stdout.flush()
+            doc = to_document(result, "none") if evidence_path else {}
+        else:
+            doc = to_document(result, flows_mode)
+            _write(render(doc, fmt), output, sys.stdout)
         if evidence_path:
             from analyzer.report.evidence import write_evidence_pcapng
             n = write_evidence_pcapng(doc, evidence_path)

@@ -278,8 +278,11 @@ class Analyzer:
                 continue
             f = replace(f, link_key=f"{flow.flow_id}:{f.technique.value}")
             if f.trigger in TRIGGER_KINDS:
-                ctx.record_block(flow.client, flow.server, flow.sport, flow.proto,
-                                 Block(f.first_ts, f.link_key or "", f.technique.value, f.domain))
+                block = Block(f.first_ts, f.link_key or "", f.technique.value, f.domain)
+                main = flow.dirs[S2C].main_ttl(exclude_rst=True)
+                if main is not None:
+                    block.server_ttls[main] = 1
+                ctx.record_block(flow.client, flow.server, flow.sport, flow.proto, block)
             self.findings.append(f)
         outcome = self._outcome(flow, info, [])
         self.result.flows.append(FlowRecord(
@@ -304,8 +307,7 @@ class Analyzer:
             # the server's own TTL (its non-RST packets: RSTs may be forged), for later flows
             main = s.main_ttl(exclude_rst=True)
             if main is not None:
-                ttls = ctx.server_ttls(flow.client, flow.server)
-                ttls[main] = ttls.get(main, 0) + 1
+                ctx.note_server_ttl(flow.client, flow.server, main)
         blocking = [f for f in findings if f.technique != Technique.THROTTLING]
         if answered and not blocking:
             controls.answered_flows += 1

@@ -4,8 +4,8 @@ Two kinds, kept apart so that a capture can be analysed in several processes wit
 result (``--jobs``; flows are sharded by their pair of addresses):
 
 - per client/server pair, used by detectors when a flow ends: the last triggered block of
-  (client, server, port) for residual blocking, and the server's own TTL as this client sees
-  it. All flows of a pair are in the same shard.
+  (client, server, port) for residual blocking, with the server's own TTL as this client saw
+  it in the blocked flow and later ones. All flows of a pair are in the same shard.
 - :class:`Controls`, used only when verdicts are decided at the end of an input: flows that
   got an answer (per server address and in all), the names that worked per server address,
   the download rates of large flows. Controls of several shards merge exactly.
@@ -31,6 +31,9 @@ class Block:
     link_key: str
     technique: str
     domain: Optional[str]
+    # the server's genuine TTLs (count per TTL) seen by this client, from the blocked flow and
+    # later flows of the pair: residual RSTs are compared with them
+    server_ttls: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -67,8 +70,8 @@ class Context:
         self.th = thresholds
         self.controls = Controls()
         self.blocks: OrderedDict[tuple[bytes, bytes, int, int], Block] = OrderedDict()
-        # (client, server) -> the server's genuine TTLs seen by this client (count per TTL)
-        self.pair_ttls: OrderedDict[tuple[bytes, bytes], dict[int, int]] = OrderedDict()
+        # (client, server) pairs with a block: where later genuine TTLs are worth keeping
+        self.blocked_pairs: dict[tuple[bytes, bytes], list[Block]] = {}
         self.flows = 0
 
     @property
@@ -83,21 +86,39 @@ class Context:
         if len(self.controls.rates) < MAX_ENTRIES:
             self.controls.rates[flow_id] = (server, domain, rate)
 
+    def note_server_ttl(self, client: bytes, server: bytes, ttl: int) -> None:
+        """The server's genuine TTL seen by client in a flow that ended: kept only where a
+        block of the pair may need it (bounded memory)."""
+        for b in self.blocked_pairs.get((client, server), ()):
+            b.server_ttls[ttl] = b.server_ttls.get(ttl, 0) + 1
+
     def server_ttls(self, client: bytes, server: bytes) -> dict[int, int]:
-        key = (client, server)
-        d = self.pair_ttls.get(key)
-        if d is None:
-            d = self.pair_ttls[key] = {}
-            if len(self.pair_ttls) > MAX_ENTRIES:
-                self.pair_ttls.popitem(last=False)
-        return d
+        out: dict[int, int] = {}
+        for b in self.blocked_pairs.get((client, server), ()):
+            for t, c in b.server_ttls.items():
+                out[t] = out.get(t, 0) + c
+        return out
 
     def record_block(self, client: bytes, server: bytes, port: int, proto: int, block: Block) -> None:
         key = (client, server, port, proto)
+        old = self.blocks.get(key)
+        if old is not None:
+            for t, c in old.server_ttls.items():  # what is known of the server stays known
+                block.server_ttls[t] = block.server_ttls.get(t, 0) + c
+            self._unpair(key, old)
         self.blocks[key] = block
         self.blocks.move_to_end(key)
+        self.blocked_pairs.setdefault((client, server), []).append(block)
         if len(self.blocks) > MAX_ENTRIES:
-            self.blocks.popitem(last=False)
+            k, b = self.blocks.popitem(last=False)
+            self._unpair(k, b)
+
+    def _unpair(self, key: tuple[bytes, bytes, int, int], block: Block) -> None:
+        lst = self.blocked_pairs.get((key[0], key[1]))
+        if lst is not None:
+            lst[:] = [b for b in lst if b is not block]
+            if not lst:
+                del self.blocked_pairs[(key[0], key[1])]
 
     def recent_block(self, client: bytes, server: bytes, port: int, proto: int, ts: float) -> Optional[Block]:
         b = self.blocks.get((client, server, port, proto))

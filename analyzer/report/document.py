@@ -1,7 +1,8 @@
 """The JSON result document (schema ``analyzer.report/1``, see docs/contract.md)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+import json
+from typing import Any, Optional, TextIO
 
 from analyzer import __version__
 from analyzer.model import LadderPacket, Verdict
@@ -54,13 +55,7 @@ def flow_dict(f: FlowRecord) -> dict[str, Any]:
 def to_document(result: Result, flows: str = "all") -> dict[str, Any]:
     """``flows``: "all", "interfered" (flows with a verdict or not ok) or "none"."""
     st = result.stats
-    if flows == "none":
-        flow_list: list[dict[str, Any]] = []
-    elif flows == "interfered":
-        flow_list = [flow_dict(f) for f in result.flows if f.outcome != "ok"]
-    else:
-        flow_list = [flow_dict(f) for f in result.flows]
-    flow_list.sort(key=lambda f: (f["input"], f["first_ts"] or 0.0, f["id"]))
+    flow_list = [flow_dict(f) for f in _sorted_records(result, flows)]
     return {
         "schema": SCHEMA,
         "tool": {"name": "analyzer", "version": __version__},
@@ -76,3 +71,47 @@ def to_document(result: Result, flows: str = "all") -> dict[str, Any]:
                   "weak_findings": st.weak_findings,
                   "seconds": st.seconds},
     }
+
+
+def _sorted_records(result: Result, flows: str) -> list[FlowRecord]:
+    if flows == "none":
+        return []
+    recs = [f for f in result.flows if flows != "interfered" or f.outcome != "ok"]
+    recs.sort(key=lambda f: (f.input, _ts(f.first_ts) or 0.0, f.id))
+    return recs
+
+
+def _nested(value: Any, level: int) -> str:
+    """json.dumps(value, indent=2) as it appears ``level`` levels deep in a document."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return text.replace("\n", "\n" + "  " * level)
+
+
+def write_json(result: Result, out: TextIO, flows: str = "all") -> None:
+    """Write the JSON document, flow by flow, without building it in memory: the text is the
+    same as ``render_json(to_document(result, flows))`` (tests/core/test_cli.py)."""
+    head = to_document(result, "none")
+    out.write("{\n")
+    for key in ("schema", "tool", "inputs", "verdicts"):
+        out.write(f'  "{key}": {_nested(head[key], 1)},\n')
+    recs = _sorted_records(result, flows)
+    if not recs:
+        out.write('  "flows": [],\n')
+    else:
+        out.write('  "flows": [\n')
+        last = len(recs) - 1
+        for i, rec in enumerate(recs):
+            out.write("    " + _nested(flow_dict(rec), 2) + (",\n" if i < last else "\n"))
+        out.write("  ],\n")
+    out.write(f'  "stats": {_nested(head["stats"], 1)}\n}}\n')
+
+
+def write_jsonl(result: Result, out: TextIO, flows: str = "all") -> None:
+    """JSON lines, streamed: verdicts, flows, then the summary (as ``render_jsonl``)."""
+    head = to_document(result, "none")
+    for v in head["verdicts"]:
+        out.write(json.dumps({"type": "verdict", **v}, ensure_ascii=False) + "\n")
+    for rec in _sorted_records(result, flows):
+        out.write(json.dumps({"type": "flow", **flow_dict(rec)}, ensure_ascii=False) + "\n")
+    out.write(json.dumps({"type": "summary", "schema": head["schema"], "tool": head["tool"],
+                          "inputs": head["inputs"], "stats": head["stats"]}, ensure_ascii=False) + "\n")

@@ -109,3 +109,20 @@ def test_report_command_rerenders_saved_json(tmp_path: Path) -> None:
     assert r.exit_code == 0
     r = CliRunner().invoke(main, ["report", str(out), "-f", "table"])
     assert r.exit_code == 0 and "rst_injection" in r.output
+
+
+def test_streamed_json_is_the_rendered_document() -> None:
+    import io
+
+    from analyzer.pipeline import analyze_files
+    from analyzer.report import render_json, render_jsonl
+    from analyzer.report.document import to_document, write_json, write_jsonl
+
+    for cap in sorted(CAPTURES.glob("*.pcap"))[:6] + [DATA / "multi-if.pcapng"]:
+        result = analyze_files([str(cap)])
+        for mode in ("all", "interfered", "none"):
+            a, b = io.StringIO(), io.StringIO()
+            write_json(result, a, mode)
+            write_jsonl(result, b, mode)
+            assert a.getvalue() == render_json(to_document(result, mode))
+            assert b.getvalue() == render_jsonl(to_document(result, mode))
