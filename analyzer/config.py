@@ -68,7 +68,7 @@ class Settings:
     # kept for detectors and ladder diagrams.
     max_events: int = 96
     # Per direction: first payload segments kept (for ClientHello reassembly and target id).
-    first_payloads: int = 8
+    first_payloads: int = 6
     # Bytes of those kept per direction: the client's side holds the trigger (a ClientHello with
     # post-quantum key shares is ~2 KB), the server's only needs its first message.
     first_payload_bytes: int = 8_192

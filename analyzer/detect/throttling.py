@@ -40,6 +40,7 @@ from analyzer.track.facts import FlowInfo
 from analyzer.track.flows import C2S, S2C, Flow
 
 NAME = "throttling"
+LADDER_KEEP = 8
 
 SIGNALS = {
     "slow_after_trigger": "the server's data came at a small fraction of a comparable flow's rate",
@@ -88,5 +89,7 @@ def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
         evidence=tuple(ev), strength=0.0, first_ts=first[3] if first else flow.first_ts,
         last_ts=flow.last_ts, domain=info.domain, target=info.ident.target,
         notes=(f"download rate {rate / 1000:.1f} kB/s",), flow_id=flow.flow_id,
-        ladder=tcp_ladder(flow, sorted(flow.events), set()),
+        # a candidate is kept until the end of the input (decided against the whole capture):
+        # only the handshake and trigger part of the ladder, to bound memory
+        ladder=tcp_ladder(flow, sorted(flow.events)[:LADDER_KEEP], set()),
     )]

@@ -77,7 +77,7 @@ MAX_TCP_STREAMS = 10_000  # per-direction TCP reassembly buffers (LRU)
 MAX_TCP_BUFFER = 2 * (TCP_LENGTH_PREFIX + MAX_DNS_MESSAGE)  # one message + one segment
 MAX_RESOLVERS = 10_000  # resolvers with a baseline (LRU)
 BASELINE_IPID_SAMPLES = 32  # most recent IP-IDs kept per resolver
-MAX_NAMES = 100_000  # addresses in the names_for map (LRU)
+MAX_NAMES = 50_000  # addresses in the names_for map (LRU)
 MAX_NAMES_PER_ADDR = 8
 FINGERPRINT_BYTES = 8
 
