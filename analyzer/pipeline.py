@@ -277,6 +277,11 @@ class Analyzer:
                 self.stats.weak_findings += 1
                 continue
             f = replace(f, link_key=f"{flow.flow_id}:{f.technique.value}")
+            if info.ech and f.trigger in (Trigger.SNI, Trigger.QUIC_SNI):
+                # ECH (or GREASE ECH): the visible SNI is the outer, public name
+                f = replace(f, notes=f.notes + (
+                    "the ClientHello carries an encrypted_client_hello extension: the SNI shown "
+                    "is the outer (public) name, which is what an on-path censor can match",))
             if f.trigger in TRIGGER_KINDS:
                 block = Block(f.first_ts, f.link_key or "", f.technique.value, f.domain)
                 main = flow.dirs[S2C].main_ttl(exclude_rst=True)

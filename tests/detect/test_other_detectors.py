@@ -245,3 +245,28 @@ def test_pcap_helper_writes_valid_records(make_pcap: MakePcap) -> None:
     p = make_pcap([(T, IP(src=C, dst=S) / UDP(sport=1, dport=2))])
     data = p.read_bytes()
     assert struct.unpack_from("<I", data, 0)[0] == 0xA1B2C3D4 and len(data) == 24 + 16 + 28
+
+
+def raw_client_hello(sni: str, extra_ext: list[tuple[int, bytes]]) -> bytes:
+    """A minimal TLS 1.2-style ClientHello built byte by byte (RFC 8446 §4.1.2)."""
+    name = sni.encode()
+    sni_ext = struct.pack("!HBH", len(name) + 3, 0, len(name)) + name
+    exts = [(0, sni_ext)] + extra_ext
+    ext_bytes = b"".join(struct.pack("!HH", t, len(d)) + d for t, d in exts)
+    body = (b"\x03\x03" + bytes(32) + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00"
+            + struct.pack("!H", len(ext_bytes)) + ext_bytes)
+    hs = b"\x01" + struct.pack("!I", len(body))[1:] + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(hs)) + hs
+
+
+def test_ech_outer_sni_is_noted(make_pcap: MakePcap, analyze_doc: Analyze) -> None:
+    ch = raw_client_hello("public.example", [(0xFE0D, b"\x00" * 40)])
+    pkts = tcp_open(T)
+    at, delay = T + 0.04, 0.2
+    for _ in range(4):
+        pkts.append((at, IP(src=C, dst=S, ttl=64) / TCP(sport=41000, dport=443, flags="PA", seq=101, ack=901) / Raw(ch)))
+        at += delay
+        delay *= 2
+    v = one(analyze_doc(make_pcap(pkts)))
+    assert (v["technique"], v["trigger"], v["domain"]) == ("drop", "sni", "public.example")
+    assert any("outer (public) name" in n for n in v["notes"])
