@@ -126,3 +126,15 @@ def test_streamed_json_is_the_rendered_document() -> None:
             write_jsonl(result, b, mode)
             assert a.getvalue() == render_json(to_document(result, mode))
             assert b.getvalue() == render_jsonl(to_document(result, mode))
+
+
+def test_all_captures_at_once_validate_against_the_schema() -> None:
+    caps = sorted(str(p) for p in CAPTURES.glob("*.pcap"))
+    r = CliRunner().invoke(main, ["analyze", *caps, "-f", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    jsonschema.validate(doc, _schema())
+    assert len(doc["inputs"]) == len(caps)
+    assert {v["technique"] for v in doc["verdicts"]} >= {
+        "rst_injection", "dns_injection", "drop", "icmp_unreachable", "blockpage", "throttling"}
+    assert {e["input"] for v in doc["verdicts"] for e in v["evidence"]} <= set(range(len(caps)))
