@@ -257,13 +257,7 @@ def _decode_ipv6(pkt: Packet, buf: bytes, o: int, end: int) -> None:
     p = o + IPV6_HEADER_LEN
     for _ in range(MAX_EXT_HEADERS):
         if nxt in IPV6_EXT_HEADERS or nxt == IPPROTO_AH:
-            if p + 2 > ip_end:
-                raise DecodeError("truncated_ipv6_ext")
-            hdr_len = (buf[p + 1] + 2) * 4 if nxt == IPPROTO_AH else (buf[p + 1] + 1) * 8
-            nxt = buf[p]
-            p += hdr_len
-            if p > ip_end:
-                raise DecodeError("truncated_ipv6_ext")
+            nxt, p = _skip_ext_header(buf, p, ip_end, nxt)
             continue
         if nxt == IPPROTO_FRAGMENT:
             if p + 8 > ip_end:
@@ -293,6 +287,17 @@ def _decode_ipv6(pkt: Packet, buf: bytes, o: int, end: int) -> None:
     _decode_l4(pkt, buf, p, ip_end)
 
 
+def _skip_ext_header(buf: bytes, p: int, end: int, nxt: int) -> tuple[int, int]:
+    """Skip one IPv6 extension header at p: (next header, offset after it). RFC 8200 §4;
+    AH counts its length in 4-octet units minus 2 (RFC 4302)."""
+    if p + 2 > end:
+        raise DecodeError("truncated_ipv6_ext")
+    hdr_len = (buf[p + 1] + 2) * 4 if nxt == IPPROTO_AH else (buf[p + 1] + 1) * 8
+    if p + hdr_len > end:
+        raise DecodeError("truncated_ipv6_ext")
+    return buf[p], p + hdr_len
+
+
 def decode_reassembled(first: Packet, data: bytes) -> Packet:
     """The datagram made of fragments: IP fields of the first fragment, transport decoded from
     the reassembled bytes ``data`` (which start with protocol ``first.frag_nxt``)."""
@@ -305,16 +310,9 @@ def decode_reassembled(first: Packet, data: bytes) -> Packet:
     end = len(data)
     if first.ipv == 6:
         for _ in range(MAX_EXT_HEADERS):
-            if nxt in IPV6_EXT_HEADERS or nxt == IPPROTO_AH:
-                if p + 2 > end:
-                    raise DecodeError("truncated_ipv6_ext")
-                hdr_len = (data[p + 1] + 2) * 4 if nxt == IPPROTO_AH else (data[p + 1] + 1) * 8
-                nxt = data[p]
-                p += hdr_len
-                if p > end:
-                    raise DecodeError("truncated_ipv6_ext")
-                continue
-            break
+            if nxt not in IPV6_EXT_HEADERS and nxt != IPPROTO_AH:
+                break
+            nxt, p = _skip_ext_header(data, p, end, nxt)
     pkt.proto = nxt
     _decode_l4(pkt, data, p, end)
     return pkt

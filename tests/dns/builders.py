@@ -8,7 +8,19 @@ from typing import Any, Iterable, Optional
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP
 
-from analyzer.decode.packet import Packet, decode_frame
+import pytest
+
+from analyzer.decode.packet import (
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    Packet,
+    decode_frame,
+)
+from analyzer.sources.files import open_reader
+from analyzer.status import DecodeError
+from analyzer.track.dns import DnsTracker, DnsTransaction
 
 LINKTYPE_RAW = 101
 CLIENT = "10.0.0.2"
@@ -79,3 +91,25 @@ def response(
     )
 
 
+
+
+def feed_capture(path: Path, tracker: DnsTracker) -> list[DnsTransaction]:
+    if not path.exists():
+        pytest.skip(f"{path.name} not available")
+    with path.open("rb") as f:
+        reader = open_reader(f, str(path))
+        for batch in reader.batches():
+            for i in range(len(batch)):
+                try:
+                    p = decode_frame(
+                        batch.buf, batch.offsets[i], batch.caplens[i], batch.linktypes[i]
+                    )
+                except DecodeError:
+                    continue
+                p.frame = batch.first_frame + i
+                p.ts = batch.ts[i]
+                if (
+                    p.proto in (IPPROTO_UDP, IPPROTO_TCP) and 53 in (p.sport, p.dport)
+                ) or p.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+                    tracker.on_packet(p)
+    return tracker.flush()

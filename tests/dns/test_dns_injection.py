@@ -11,13 +11,6 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import ICMP, IP, TCP
 
 from analyzer.config import Thresholds
-from analyzer.decode.packet import (
-    IPPROTO_ICMP,
-    IPPROTO_ICMPV6,
-    IPPROTO_TCP,
-    IPPROTO_UDP,
-    decode_frame,
-)
 from analyzer.detect.dns_injection import (
     SIGNALS,
     WEIGHTS,
@@ -28,13 +21,11 @@ from analyzer.detect.dns_injection import (
     parse_pool,
 )
 from analyzer.model import Finding, Target, Technique, Trigger
-from analyzer.sources.files import open_reader
-from analyzer.status import DecodeError
 from analyzer.track.dns import DnsTracker
 
 LINKTYPE_RAW = 101
 TH = Thresholds()
-from .builders import CAPTURES, CLIENT, RESOLVER, decode, ip4, query, response
+from .builders import CAPTURES, CLIENT, RESOLVER, decode, feed_capture, ip4, query, response
 
 
 def run(layers: Iterable[tuple[Any, float]], tracker: Optional[DnsTracker] = None) -> list[Finding]:
@@ -566,23 +557,7 @@ def capture_findings(name: str) -> tuple[list[Finding], int]:
     if not path.exists():
         pytest.skip(f"{name} not available")
     t = DnsTracker()
-    with path.open("rb") as f:
-        reader = open_reader(f, str(path))
-        for batch in reader.batches():
-            for i in range(len(batch)):
-                try:
-                    p = decode_frame(
-                        batch.buf, batch.offsets[i], batch.caplens[i], batch.linktypes[i]
-                    )
-                except DecodeError:
-                    continue
-                p.frame = batch.first_frame + i
-                p.ts = batch.ts[i]
-                if (
-                    p.proto in (IPPROTO_UDP, IPPROTO_TCP) and 53 in (p.sport, p.dport)
-                ) or p.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-                    t.on_packet(p)
-    txns = t.flush()
+    txns = feed_capture(path, t)
     out: list[Finding] = []
     for txn in txns:
         out += detect_dns(txn, t.baseline_for(txn.server), TH)

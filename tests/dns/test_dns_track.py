@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -14,17 +13,11 @@ from scapy.layers.inet6 import IPv6
 from analyzer.config import Thresholds
 from analyzer.decode.packet import (
     IPPROTO_ICMP,
-    IPPROTO_ICMPV6,
-    IPPROTO_TCP,
-    IPPROTO_UDP,
-    decode_frame,
 )
-from analyzer.sources.files import open_reader
-from analyzer.status import DecodeError
-from analyzer.track.dns import DnsTracker, DnsTransaction
+from analyzer.track.dns import DnsTracker
 
 LINKTYPE_RAW = 101
-from .builders import CAPTURES, CLIENT, RESOLVER, decode, ip4
+from .builders import CAPTURES, CLIENT, RESOLVER, decode, feed_capture, ip4
 from .builders import query as _query
 from .builders import response as _response
 
@@ -332,26 +325,6 @@ def test_tcp_gap_resynchronises() -> None:
 # --- real captures ----------------------------------------------------------------------------
 
 
-def feed_capture(path: Path, tracker: DnsTracker) -> list[DnsTransaction]:
-    if not path.exists():
-        pytest.skip(f"{path.name} not available")
-    with path.open("rb") as f:
-        reader = open_reader(f, str(path))
-        for batch in reader.batches():
-            for i in range(len(batch)):
-                try:
-                    p = decode_frame(
-                        batch.buf, batch.offsets[i], batch.caplens[i], batch.linktypes[i]
-                    )
-                except DecodeError:
-                    continue
-                p.frame = batch.first_frame + i
-                p.ts = batch.ts[i]
-                if (
-                    p.proto in (IPPROTO_UDP, IPPROTO_TCP) and 53 in (p.sport, p.dport)
-                ) or p.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-                    tracker.on_packet(p)
-    return tracker.flush()
 
 
 @pytest.mark.public
