@@ -45,7 +45,9 @@ signals only add weight. Benign guards (tests/detect/test_rst_injection.py):
 - retransmissions, loss and reordering: they change no TTL and no liveness.
 
 Known false positives: asymmetric or flapping routes (TTL changes by several hops within a
-flow), load balancers that terminate a connection on another box (different TTL and IP-ID),
+flow), load balancers that terminate a connection on another box (different TTL and IP-ID;
+hence a TTL-only reset with no trigger and no liveness signal is capped at a confidence of
+``UNTRIGGERED_TTL_ONLY``),
 a NAT/firewall that resets on state timeout (a real middlebox, though not always a censor),
 captures merged from two vantage points.
 """
@@ -79,6 +81,8 @@ TCP_RESERVED_BITS = 0x0E00  # in our 12-bit flags: reserved bits above NS (bit 8
 MSS_STEPS = (1460, 2920, 4380)
 IPID_MOD = 1 << 16
 SEQ_MOD = 1 << 32
+# Confidence ceiling of a TTL-only reset with no trigger and no liveness after it.
+UNTRIGGERED_TTL_ONLY = 0.35
 
 SIGNALS = {
     "ttl_mismatch": "RST TTL/hop limit differs from every TTL the claimed sender used on the flow",
@@ -210,6 +214,16 @@ def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
             _add(signals, "gfw_type1")
         strength = _strength(signals)
         trigger, trig_ev = _trigger(flow, info, first_rst)
+        notes = [f"forged RSTs claim to come from the {_side(d)}"]
+        alive_signal = "data_after_rst" in signals or "acks_after_rst" in signals
+        if trigger == Trigger.UNKNOWN and not alive_signal:
+            # A reset with another TTL but nothing that triggered it and no sign of life from
+            # the claimed sender afterwards: a load balancer or firewall of the server's own
+            # network resetting an idle or rejected connection looks the same.
+            strength = min(strength, UNTRIGGERED_TTL_ONLY)
+            notes.append("no trigger seen and the claimed sender did not keep talking: a "
+                         "middlebox of the server's own network (load balancer, firewall state "
+                         "timeout) can send such a reset too")
         if trig_ev is not None:
             evidence.insert(0, trig_ev)
         evidence.sort(key=lambda e: e.frame)
@@ -227,7 +241,7 @@ def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
             last_ts=max(r[E_TS] for r in frst),
             domain=info.domain,
             target=info.ident.target,
-            notes=(f"forged RSTs claim to come from the {_side(d)}",),
+            notes=tuple(notes),
             flow_id=flow.flow_id,
             ladder=ladder(flow, events, forged),
         ))

@@ -167,3 +167,19 @@ def test_public_zeek_injected_rst_before_synack(public, analyze_doc) -> None:
     [v] = analyze_doc(public / "zeek__zeek__testing__btest__Traces__tcp__rst-inject-rae.pcap")["verdicts"]
     assert v["technique"] == "rst_injection"
     assert "reserved_bits" in v["signals"] or "ttl_mismatch" in v["signals"]
+
+
+def test_untriggered_ttl_only_reset_is_low_confidence(make_pcap, analyze_doc) -> None:
+    """Plain data on port 9000 (no SNI/Host), then a RST with another TTL and nothing after it:
+    a load balancer does this too, so the verdict stays low and says why."""
+    pkts = [
+        (T, ip(C, S, 64, 10) / TCP(sport=41000, dport=9000, flags="S", seq=CS)),
+        (T + 0.05, ip(S, C, 52, 500) / TCP(sport=9000, dport=41000, flags="SA", seq=SS, ack=CS + 1)),
+        (T + 0.051, ip(C, S, 64, 11) / TCP(sport=41000, dport=9000, flags="A", seq=CS + 1, ack=SS + 1)),
+        (T + 0.06, ip(C, S, 64, 12) / TCP(sport=41000, dport=9000, flags="PA", seq=CS + 1, ack=SS + 1) / Raw(b"hello")),
+        (T + 0.08, ip(S, C, 52, 501) / TCP(sport=9000, dport=41000, flags="PA", seq=SS + 1, ack=CS + 6) / Raw(b"world")),
+        (T + 60, ip(S, C, 90, 0) / TCP(sport=9000, dport=41000, flags="R", seq=SS + 6)),
+    ]
+    [v] = run(make_pcap, analyze_doc, pkts)["verdicts"]
+    assert v["trigger"] == "unknown" and v["confidence"] <= 0.35
+    assert any("load balancer" in n for n in v["notes"])
