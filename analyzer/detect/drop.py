@@ -50,6 +50,8 @@ from analyzer.track.flows import C2S, E_ACK, E_FLAGS, E_FRAME, S2C, Flow
 
 NAME = "drop"
 SEQ_MASK = 0xFFFFFFFF
+# Unanswered SYNs: blackholing or a dead server cannot be told apart passively.
+SYN_DROP_STRENGTH = 0.5
 SEQ_HALF = 0x80000000
 
 SIGNALS = {
@@ -99,8 +101,9 @@ def _tcp(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
         syns = [e for e in sorted(flow.events) if e[3] == C2S and e[E_FLAGS] & 0x02]
         ev = tuple(Evidence(e[E_FRAME], e[1], f"SYN {i + 1} to {flow.server_ep}, no answer", e[2])
                    for i, e in enumerate(syns[:6]))
-        return [_finding(flow, info, Trigger.IP, ("syn_unanswered",), ev, 0.6,
-                         (f"{c.syn_count} SYNs over {c.last_ts - c.first_ts:.1f}s, nothing from the server",),
+        return [_finding(flow, info, Trigger.IP, ("syn_unanswered",), ev, SYN_DROP_STRENGTH,
+                         (f"{c.syn_count} SYNs over {c.last_ts - c.first_ts:.1f}s, nothing from the server",
+                          "a server that is down or unreachable looks the same from here"),
                          tcp_ladder(flow, sorted(flow.events), set()))]
     # 2. trigger (ClientHello / request / first VPN packet) retransmitted, server silent
     if not (flow.handshake_seen or (flow.syn_seen and flow.synack_seen)):
