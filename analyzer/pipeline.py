@@ -166,9 +166,7 @@ class Analyzer:
         offsets, caplens, wirelens, tss, linktypes = batch.lists()
         lt = linktypes[i]
         if lt < 0:
-            if k == 0:
-                stats.skip("unusable_block")
-            return
+            return  # a packet block the reader could not use: it counted the reason already
         try:
             pkt = decode_frame(batch.buf, offsets[i], caplens[i], lt)
         except DecodeError as e:
