@@ -98,3 +98,20 @@ def test_packet_block_for_a_missing_interface_keeps_frame_numbers(tmp_path: Path
     assert doc["stats"]["packets"] == 8
     assert doc["stats"]["skipped"] == {"unknown_interface": 1}
     assert [q["frame"] for v in doc["verdicts"] for q in v["packets"] if q["forged"]] == [5]
+
+
+def test_damaged_pcapng_is_counted_not_raised(tmp_path: Path, analyze_doc: Callable[..., dict[str, Any]]) -> None:
+    good = (DATA / "multi-if.pcapng").read_bytes()
+    for cut in range(40, len(good), 97):  # every kind of truncation point
+        p = tmp_path / f"cut{cut}.pcapng"
+        p.write_bytes(good[:cut])
+        doc = analyze_doc(p)
+        assert doc["stats"]["packets"] <= 24
+    # a block whose length field lies
+    bad = bytearray(good)
+    first_epb = bad.find(struct.pack("<I", 6))
+    struct.pack_into("<I", bad, first_epb + 4, 0x7FFFFFF0)
+    p = tmp_path / "liar.pcapng"
+    p.write_bytes(bytes(bad))
+    doc = analyze_doc(p)
+    assert "corrupt_block_length" in doc["stats"]["skipped"]
