@@ -19,7 +19,6 @@ from analyzer.decode.packet import (
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    TCP_SYN,
     decode_frame,
 )
 from analyzer.decode.fast import extract
@@ -29,13 +28,14 @@ from analyzer.detect.context import Block, Context
 from analyzer.detect.dns_injection import detect_dns
 from analyzer.detect.throttling import download_rate
 from analyzer.model import Finding, InputInfo, Outcome, Stats, Technique, Trigger, Verdict, format_ip
-from analyzer.sources.files import Batch, CaptureReader, open_reader
+from analyzer.sources.files import Batch, BatchLists, open_reader
 from analyzer.status import DecodeError, InputError
 from analyzer.track.dns import DnsTracker, DnsTransaction
 from analyzer.track.facts import FlowInfo, describe
 from analyzer.track.fastpath import plan_chunk
 from analyzer.track.reassembly import Reassembler
 from analyzer.track.flows import C2S, S2C, Flow, FlowTable
+from analyzer.identify import resolve_target
 from analyzer.verdict import can_become_verdict, decide
 
 DNS_PORT = 53
@@ -114,8 +114,9 @@ class Analyzer:
         for start in range(0, n, chunk):
             end = min(n, start + chunk)
             if self.settings.reference:
+                lists = batch.lists()
                 for i in range(start, end):
-                    self._packet(batch, i)
+                    self._packet(batch, lists, i)
             else:
                 self._fast_chunk(batch, start, end, info)
             # capture time advances with every record of the chunk (the same in every shard)
@@ -143,7 +144,8 @@ class Analyzer:
             self.stats.decoded += nb
             self._saw_time(info, tmin, tmax)
         packet = self._packet
-        plan.apply(lambda i: packet(batch, start + i))
+        lists = batch.lists()
+        plan.apply(lambda i: packet(batch, lists, start + i))
         self.stats.decoded -= plan.fallback
 
     def _saw_time(self, info: InputInfo, tmin: float, tmax: float) -> None:
@@ -153,7 +155,7 @@ class Analyzer:
         if info.last_ts is None or tmax > info.last_ts:
             info.last_ts = tmax
 
-    def _packet(self, batch: Batch, i: int) -> None:
+    def _packet(self, batch: Batch, lists: BatchLists, i: int) -> None:
         """The per-packet (reference) path for frame i of the batch.
 
         With ``settings.shard = (k, n)`` this process owns the packets whose address pair
@@ -163,7 +165,7 @@ class Analyzer:
         Damage counters belong to shard 0."""
         stats = self.stats
         k, nshards = self.settings.shard
-        offsets, caplens, wirelens, tss, linktypes = batch.lists()
+        offsets, caplens, wirelens, tss, linktypes = lists
         lt = linktypes[i]
         if lt < 0:
             return  # a packet block the reader could not use: it counted the reason already
@@ -282,7 +284,7 @@ class Analyzer:
                     "is the outer (public) name, which is what an on-path censor can match",))
             if f.trigger in TRIGGER_KINDS:
                 block = Block(f.first_ts, f.link_key or "", f.technique.value, f.domain)
-                main = flow.dirs[S2C].main_ttl(exclude_rst=True)
+                main = flow.dirs[S2C].main_ttl()
                 if main is not None:
                     block.server_ttls[main] = 1
                 ctx.record_block(flow.client, flow.server, flow.sport, flow.proto, block)
@@ -290,7 +292,8 @@ class Analyzer:
         outcome = self._outcome(flow, info, [])
         self.result.flows.append(FlowRecord(
             id=flow.flow_id, input=flow.input, proto=flow.proto_name, client=flow.client_ep,
-            server=flow.server_ep, target=_target_of(info, findings), app=info.ident.app,
+            server=flow.server_ep, target=resolve_target(info.ident.target, info.domain).value,
+            app=info.ident.app,
             domain=info.domain, packets=flow.packets, bytes=flow.bytes, first_ts=flow.first_ts,
             last_ts=flow.last_ts, outcome=outcome,
         ))
@@ -298,7 +301,6 @@ class Analyzer:
     def _update_context(self, flow: Flow, info: FlowInfo, findings: list[Finding]) -> None:
         ctx = self.ctx
         controls = ctx.controls
-        ctx.flows += 1
         th = self.settings.thresholds
         s = flow.dirs[S2C]
         if flow.proto == IPPROTO_TCP and s.payload_bytes >= th.throttle_min_bytes:
@@ -308,7 +310,7 @@ class Analyzer:
         answered = s.packets > 0 and not (s.packets == len(s.rsts))
         if answered:
             # the server's own TTL (its non-RST packets: RSTs may be forged), for later flows
-            main = s.main_ttl(exclude_rst=True)
+            main = s.main_ttl()
             if main is not None:
                 ctx.note_server_ttl(flow.client, flow.server, main)
         blocking = [f for f in findings if f.technique != Technique.THROTTLING]
@@ -324,7 +326,7 @@ class Analyzer:
             return Outcome.INTERFERED.value
         c, s = flow.dirs[C2S], flow.dirs[S2C]
         if flow.proto == IPPROTO_TCP:
-            if not flow.synack_seen and not flow.handshake_seen and c.syn_count:
+            if not flow.synack_seen and c.syn_count:
                 return Outcome.FAILED.value
             if s.rsts and not s.payload_packets and not c.payload_packets:
                 return Outcome.FAILED.value
@@ -425,15 +427,6 @@ def shard_of_words(a: "np.ndarray[Any, Any]", b: "np.ndarray[Any, Any]", n: int)
     return out
 
 
-def _target_of(info: FlowInfo, findings: list[Finding]) -> str:
-    t = info.ident.target.value
-    if t == "other" and info.domain:
-        from analyzer.identify import is_whatsapp_name
-        if is_whatsapp_name(info.domain):
-            return "whatsapp"
-    return t
-
-
 def analyze_files(paths: Iterable[str], settings: Optional[Settings] = None,
                   open_stream: Optional[Callable[[str], BinaryIO]] = None,
                   progress: Optional[Callable[[int, int], None]] = None) -> Result:
@@ -488,11 +481,4 @@ def _tell(stream: BinaryIO) -> int:
         return -1
 
 
-def result_technique_counts(result: Result) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in result.verdicts:
-        out[v.technique.value] = out.get(v.technique.value, 0) + 1
-    return out
-
-
-__all__ = ["Analyzer", "Result", "FlowRecord", "analyze_files", "Technique", "TCP_SYN"]
+__all__ = ["Analyzer", "FlowRecord", "Result", "analyze_files", "open_capture", "shard_of"]

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Iterable, Optional
 
 from analyzer.detect.context import Context
-from analyzer.identify import is_whatsapp_name
+from analyzer.identify import resolve_target
 from analyzer.model import Finding, Target, Technique, Trigger, Verdict
 
 # Findings weaker than this stay signals (counted in stats.weak_findings), never verdicts:
@@ -93,11 +93,7 @@ def decide(findings: Iterable[Finding], ctx: Context, answered_ips: dict[str, in
 
 
 def _target(f: Finding) -> Target:
-    if f.target != Target.OTHER:
-        return f.target
-    if f.domain and is_whatsapp_name(f.domain):
-        return Target.WHATSAPP
-    return Target.OTHER
+    return resolve_target(f.target, f.domain)
 
 
 def _refine(f: Finding, ctx: Context, answered_ips: dict[str, int]) -> Finding:
@@ -144,14 +140,14 @@ THROTTLE_NO_CONTROL = 0.1
 def _rate_index(ctx: Context) -> tuple[list[tuple[float, str, bytes, Optional[str]]],
                                         dict[bytes, list[tuple[float, str, Optional[str]]]]]:
     """All recorded download rates, fastest first, overall and per server (cached per size)."""
-    cached = getattr(ctx, "_rate_index_cache", None)
+    cached = ctx.rate_index
     if cached is not None and cached[0] == len(ctx.rates):
         return cached[1], cached[2]
     overall = sorted(((r, fid, srv, d) for fid, (srv, d, r) in ctx.rates.items()), reverse=True)
     per: dict[bytes, list[tuple[float, str, Optional[str]]]] = {}
     for r, fid, srv, d in overall:
         per.setdefault(srv, []).append((r, fid, d))
-    ctx._rate_index_cache = (len(ctx.rates), overall, per)  # type: ignore[attr-defined]
+    ctx.rate_index = (len(ctx.rates), overall, per)
     return overall, per
 
 
@@ -198,7 +194,3 @@ def _throttling(f: Finding, ctx: Context, server_ip: str) -> Finding:
 
 def _ok_names(ctx: Context, server_ip: str) -> list[str]:
     return ctx.controls.ok_names.get(server_ip, [])
-
-
-def find_link(findings: list[Finding], key: str) -> Optional[Finding]:
-    return next((f for f in findings if f.link_key == key), None)

@@ -72,7 +72,9 @@ class Context:
         self.blocks: OrderedDict[tuple[bytes, bytes, int, int], Block] = OrderedDict()
         # (client, server) pairs with a block: where later genuine TTLs are worth keeping
         self.blocked_pairs: dict[tuple[bytes, bytes], list[Block]] = {}
-        self.flows = 0
+        # fastest-first index of ``controls.rates`` (verdict.py), rebuilt when rates change
+        self.rate_index: Optional[tuple[int, list[tuple[float, str, bytes, Optional[str]]],
+                                        dict[bytes, list[tuple[float, str, Optional[str]]]]]] = None
 
     @property
     def answered_flows(self) -> int:

@@ -106,7 +106,7 @@ def _tcp(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
                           "a server that is down or unreachable looks the same from here"),
                          tcp_ladder(flow, sorted(flow.events), set()))]
     # 2. trigger (ClientHello / request / first VPN packet) retransmitted, server silent
-    if not (flow.handshake_seen or (flow.syn_seen and flow.synack_seen)):
+    if not (flow.syn_seen and flow.synack_seen):
         return []
     if any(e[3] == S2C and e[E_FLAGS] & (TCP_RST | TCP_FIN) for e in flow.events):
         return []
@@ -152,10 +152,8 @@ def _udp(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
     if not (is_quic or is_vpn):
         return []
     lad = _udp_ladder(flow, info)
-    if is_vpn and info.ident.handshake_answered is not False:
-        is_vpn_handshake = False
-    else:
-        is_vpn_handshake = is_vpn
+    # a VPN flow counts here only when its client handshake went unanswered
+    is_vpn_handshake = is_vpn and info.ident.handshake_answered is False
     if not (is_quic or is_vpn_handshake) and s.packets == 0:
         return []
     if s.packets == 0 and c.packets >= 2 and c.last_ts - c.first_ts >= th.silence_seconds / 2:

@@ -112,17 +112,6 @@ def _ttl_mismatch(rst: Event, genuine_ttls: dict[int, int], th: Thresholds) -> O
     return None
 
 
-def _genuine_ttls(flow: Flow, d: int) -> dict[int, int]:
-    counts = dict(flow.dirs[d].ttls)
-    for ev in flow.dirs[d].rsts:
-        t = ev[E_TTL]
-        if t in counts:
-            counts[t] -= 1
-            if counts[t] <= 0:
-                del counts[t]
-    return counts
-
-
 def _ipid_sequential(ipids: list[tuple[int, int]], th: Thresholds) -> bool:
     if len(ipids) < 3:
         return False
@@ -140,7 +129,7 @@ def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
         ds = flow.dirs[d]
         if not ds.rsts:
             continue
-        genuine = _genuine_ttls(flow, d)
+        genuine = ds.genuine_ttls()
         # IP-IDs of the sender's non-RST packets (from the key packets, in order)
         rst_frames = {r[E_FRAME] for r in ds.rsts}
         own = [e for e in events if e[3] == d and e[E_FRAME] not in rst_frames]

@@ -32,7 +32,7 @@ from analyzer.model import FlowFacts, Identification, Target
 
 Rule = Callable[[FlowFacts], Optional[Identification]]
 
-__all__ = ["identify", "is_whatsapp_name", "RULES", "Rule", "port_hint"]
+__all__ = ["identify", "is_whatsapp_name", "resolve_target", "RULES", "Rule", "port_hint"]
 
 
 @lru_cache(maxsize=1)
@@ -86,6 +86,14 @@ RULES: tuple[Rule, ...] = (
     # 6. ports, only without payload
     port_hint,
 )
+
+
+def resolve_target(target: Target, domain: Optional[str]) -> Target:
+    """A flow's or verdict's target: identification's, or WhatsApp when only the name (SNI,
+    Host, DNS) says so and identification found nothing more specific."""
+    if target == Target.OTHER and domain and is_whatsapp_name(domain):
+        return Target.WHATSAPP
+    return target
 
 
 def identify(facts: FlowFacts) -> Identification:

@@ -71,6 +71,10 @@ def linktype_name(linktype: int) -> str:
     return LINKTYPE_NAMES.get(linktype, f"LINKTYPE_{linktype}")
 
 
+# (offsets, caplens, wirelens, ts, linktypes) of a batch as Python lists
+BatchLists = tuple[list[int], list[int], list[int], list[float], list[int]]
+
+
 @dataclass(slots=True)
 class Batch:
     """A run of records sharing one buffer. Index i = one packet in all of the parallel
@@ -85,8 +89,7 @@ class Batch:
     ts: Any = field(default_factory=list)
     linktypes: Any = field(default_factory=list)
     _arrays: Optional[tuple[Any, Any, Any, Any, Any]] = field(default=None, init=False, repr=False)
-    _lists: Optional[tuple[list[int], list[int], list[int], list[float], list[int]]] = field(
-        default=None, init=False, repr=False)
+    _lists: Optional[BatchLists] = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -99,7 +102,7 @@ class Batch:
                             np.asarray(self.linktypes, dtype=np.int64))
         return self._arrays
 
-    def lists(self) -> tuple[list[int], list[int], list[int], list[float], list[int]]:
+    def lists(self) -> BatchLists:
         """(offsets, caplens, wirelens, ts, linktypes) as Python lists (per-packet path)."""
         if self._lists is None:
             self._lists = tuple(  # type: ignore[assignment]

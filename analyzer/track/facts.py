@@ -77,14 +77,12 @@ def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
             server_hello = parse_server_hello(sstream) is not None
     elif flow.proto == IPPROTO_UDP:
         asm: Optional[QuicCryptoAssembler] = None
-        frames: list[int] = []
-        for _seq, frame, data, _ts in cdir.payloads:
+        for _seq, _frame, data, _ts in cdir.payloads:
             if not is_quic_long_header(data):
                 continue
             ini = parse_quic_initial(data)
             if ini is None:
                 continue
-            frames.append(frame)
             if asm is None:
                 asm = QuicCryptoAssembler()
             ch = asm.add(ini)
@@ -96,7 +94,6 @@ def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
                 break
         if quic_sni:
             trigger_kind = "quic_sni"
-            trigger_frames = tuple(frames)
             # every Initial of the client carries the trigger, retransmissions included
             trigger_frames = tuple(sorted({s[1] for s in cdir.payloads if is_quic_long_header(s[2])}))
     if flow.sport == DNS_PORT and cdir.payloads:

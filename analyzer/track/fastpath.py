@@ -23,12 +23,10 @@ from analyzer.decode.fast import PROTO_TCP, Fields
 from analyzer.decode.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 from analyzer.track.flows import (
     BUSY_GAP_US,
-    C2S,
     EPHEMERAL_MIN,
     K_CONTEXT,
     K_PAYLOAD,
     SERVICE_PORTS,
-    Event,
     Flow,
     FlowTable,
 )
@@ -341,4 +339,4 @@ def _only_slow(slow: list[int]) -> Callable[[Callable[[int], None]], None]:
     return apply
 
 
-__all__ = ["plan_chunk", "ChunkPlan", "C2S", "Event"]
+__all__ = ["ChunkPlan", "plan_chunk"]

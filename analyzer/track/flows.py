@@ -69,8 +69,8 @@ class Direction:
     """What one side of a flow sent."""
 
     __slots__ = (
-        "packets", "bytes", "payload_bytes", "ttls", "df_set", "df_clear", "isn", "max_seq_end", "payloads", "kept_bytes", "payload_packets",
-        "retrans", "syn_frame", "syn_options", "syn_count", "fin_frame", "rsts",
+        "packets", "bytes", "payload_bytes", "ttls", "df_set", "df_clear", "isn", "payloads",
+        "kept_bytes", "payload_packets", "syn_count", "fin_frame", "rsts",
         "first_ts", "last_ts", "last", "synack_count", "unanswered", "unanswered_since",
         "busy_us",
     )
@@ -83,13 +83,9 @@ class Direction:
         self.df_set = 0
         self.df_clear = 0
         self.isn: Optional[int] = None
-        self.max_seq_end: Optional[int] = None
         self.payloads: list[tuple[int, int, bytes, float]] = []  # (seq, frame, data, ts)
         self.kept_bytes = 0
         self.payload_packets = 0
-        self.retrans = 0
-        self.syn_frame = 0
-        self.syn_options = b""
         self.syn_count = 0
         self.synack_count = 0
         self.fin_frame = 0
@@ -104,18 +100,20 @@ class Direction:
         # (idle periods do not count), in integer microseconds so both paths sum exactly
         self.busy_us = 0
 
-    def main_ttl(self, exclude_rst: bool = True) -> Optional[int]:
-        """Most frequent TTL among this side's packets (RSTs excluded when asked)."""
-        if not self.ttls:
-            return None
+    def genuine_ttls(self) -> dict[int, int]:
+        """TTL histogram of this side's packets other than RSTs (which may be forged)."""
         counts = dict(self.ttls)
-        if exclude_rst:
-            for ev in self.rsts:
-                t = ev[E_TTL]
-                if t in counts:
-                    counts[t] -= 1
-                    if counts[t] <= 0:
-                        del counts[t]
+        for ev in self.rsts:
+            t = ev[E_TTL]
+            if t in counts:
+                counts[t] -= 1
+                if counts[t] <= 0:
+                    del counts[t]
+        return counts
+
+    def main_ttl(self) -> Optional[int]:
+        """Most frequent TTL among this side's non-RST packets."""
+        counts = self.genuine_ttls()
         if not counts:
             return None
         return max(counts.items(), key=lambda kv: (kv[1], -kv[0]))[0]
@@ -159,12 +157,6 @@ class Flow:
         self.icmp: list[tuple[int, float, int, int, int, bytes]] = []  # frame, ts, input, type, code, from
         self.evicted = False
         self.seq = seq  # creation order, for deterministic ids
-
-    @property
-    def handshake_seen(self) -> bool:
-        """SYN and SYN/ACK captured and the client sent something after its SYNs."""
-        c = self.dirs[C2S]
-        return self.syn_seen and self.synack_seen and c.packets > c.syn_count
 
     # -- naming -------------------------------------------------------------------------
     @property
@@ -226,7 +218,6 @@ class FlowTable:
         self.evicted = 0
         self._max_events = settings.max_events
         self._first_payloads = settings.first_payloads
-        self._first_payload_bytes = settings.first_payload_bytes
         # per direction (client, server)
         self._limits = (settings.first_payload_bytes, settings.first_payload_bytes_server)
         self._linger = settings.thresholds.close_linger
@@ -318,24 +309,8 @@ class FlowTable:
                 flow.syn_seen = True
             if ds.isn is None or ds.syn_count + ds.synack_count == 1:
                 ds.isn = pkt.seq
-                ds.syn_options = pkt.options
-                ds.syn_frame = pkt.frame
-            end = (pkt.seq + 1 + plen) & 0xFFFFFFFF
-            if ds.max_seq_end is None:
-                ds.max_seq_end = end
         limit = self._limits[d]
         if plen and len(ds.payloads) < self._first_payloads and ds.kept_bytes < limit:
-            end = (pkt.seq + plen) & 0xFFFFFFFF
-            mse = ds.max_seq_end
-            if mse is None:
-                ds.max_seq_end = end
-            else:
-                diff = (end - mse) & 0xFFFFFFFF
-                if diff == 0 or diff > 0x7FFFFFFF:
-                    # ends at or before what this side already sent: a retransmission
-                    ds.retrans += 1
-                else:
-                    ds.max_seq_end = end
             data = bytes(pkt.payload[: limit - ds.kept_bytes])
             ds.payloads.append((pkt.seq, pkt.frame, data, ts))
             ds.kept_bytes += len(data)
@@ -344,9 +319,6 @@ class FlowTable:
             kind = K_CLOSE
             if not ds.fin_frame:
                 ds.fin_frame = pkt.frame
-            end = (pkt.seq + plen + 1) & 0xFFFFFFFF
-            if ds.max_seq_end is None or ((end - ds.max_seq_end) & 0xFFFFFFFF) < 0x7FFFFFFF:
-                ds.max_seq_end = end
         if flags & TCP_RST:
             kind = K_CLOSE
             ds.rsts.append(ev)
