@@ -22,7 +22,7 @@ from typing import Optional
 from analyzer.config import Settings
 from analyzer.detect.context import Context, Controls
 from analyzer.model import Finding, InputInfo, Stats
-from analyzer.pipeline import Analyzer, FlowRecord, Result, analyze_files, open_capture
+from analyzer.pipeline import Analyzer, FlowRecord, Result, analyze_files, manual_gc, open_capture
 from analyzer.sources.files import open_reader
 
 
@@ -40,6 +40,12 @@ def _worker(args: tuple[list[str], Settings, int, int]) -> tuple[list[Partial], 
     paths, settings, k, n = args
     an = Analyzer(replace(settings, shard=(k, n)))
     parts: list[Partial] = []
+    with manual_gc():
+        _work(an, paths, k, parts)
+    return parts, an.stats
+
+
+def _work(an: Analyzer, paths: list[str], k: int, parts: list[Partial]) -> None:
     for path in paths:
         stream = open_capture(path)
         try:
@@ -58,7 +64,6 @@ def _worker(args: tuple[list[str], Settings, int, int]) -> tuple[list[Partial], 
             an.findings = []
         finally:
             stream.close()
-    return parts, an.stats
 
 
 def analyze_files_parallel(paths: list[str], settings: Optional[Settings] = None, jobs: int = 2) -> Result:

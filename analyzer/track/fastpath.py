@@ -44,12 +44,22 @@ Row = tuple[int, int, int, int, int, int, int, float, float, int, int, float,
 class ChunkPlan:
     """What to do with one chunk: which packets go deep, and the boring flows' updates."""
 
-    __slots__ = ("slow", "apply", "fallback")
+    __slots__ = ("slow", "_apply", "fallback")
 
     def __init__(self, slow: list[int], apply: Callable[[Callable[[int], None]], None]) -> None:
         self.slow = slow  # chunk-relative indices for the per-packet path, ascending
-        self.apply = apply  # apply(process_slow): runs slow packets and boring updates in order
+        self._apply: Optional[Callable[[Callable[[int], None]], None]] = apply
         self.fallback = 0  # boring packets that had to take the deep path after all
+
+    def apply(self, process_slow: Callable[[int], None]) -> None:
+        """Run the slow packets (process_slow(i)) and the boring updates in order; once.
+
+        The closure refers back to this plan (the fallback counter): dropping it afterwards
+        breaks that reference cycle, so the chunk's flows are freed by reference counting
+        instead of waiting for the cyclic garbage collector (which then has far less to do)."""
+        run, self._apply = self._apply, None
+        if run is not None:
+            run(process_slow)
 
 
 def plan_chunk(table: FlowTable, f: Fields, ts: npt.NDArray[np.float64], frame0: int, input_idx: int,
