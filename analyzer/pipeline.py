@@ -38,7 +38,7 @@ from analyzer.track.fastpath import plan_chunk
 from analyzer.track.reassembly import Reassembler
 from analyzer.track.flows import C2S, S2C, Flow, FlowTable
 from analyzer.identify import resolve_target
-from analyzer.verdict import can_become_verdict, decide
+from analyzer.verdict import MIN_VERDICT_CONFIDENCE, can_become_verdict, decide
 
 DNS_PORT = 53
 # With the automatic cyclic collector paused (see manual_gc), collect every this many packets.
@@ -353,7 +353,8 @@ class Analyzer:
             return  # judged by the shard that owns the client/resolver pair
         self.stats.dns_transactions += 1
         try:
-            found = detect_dns(txn, self.dns.baseline_for(txn.server), self.settings.thresholds)
+            found = detect_dns(txn, self.dns.baseline_for(txn.server), self.settings.thresholds,
+                               brief_below=MIN_VERDICT_CONFIDENCE)
         except Exception:
             if self.settings.strict:
                 raise

@@ -287,11 +287,14 @@ def escape_label(label: bytes) -> str:
 def _name_text(labels: list[bytes]) -> str:
     if not labels:
         return "."
+    if not b"".join(labels).translate(None, _SAFE_BYTES):  # fast path: nothing to escape
+        return b".".join(labels).decode("ascii")
     return ".".join([escape_label(lab) for lab in labels])
 
 
-def _read_name(data: bytes, off: int) -> tuple[list[bytes], int]:
-    """Read a (possibly compressed) name at ``off``: (labels, offset just after it)."""
+def _read_name(data: bytes, off: int) -> tuple[list[bytes], int, int]:
+    """Read a (possibly compressed) name at ``off``: (labels, offset just after it, number
+    of pointers followed)."""
     n = len(data)
     labels: list[bytes] = []
     pos = off
@@ -318,7 +321,7 @@ def _read_name(data: bytes, off: int) -> tuple[list[bytes], int]:
         if kind != LABEL_KIND_NORMAL:
             raise _BadName()
         if b == 0:
-            return labels, (after if after is not None else pos + 1)
+            return labels, (after if after is not None else pos + 1), jumps
         end = pos + 1 + b
         if end > n:
             raise _Truncated()
@@ -329,24 +332,42 @@ def _read_name(data: bytes, off: int) -> tuple[list[bytes], int]:
         pos = end
 
 
-def _read_name_text(data: bytes, off: int) -> tuple[str, str, int]:
+# A name already read at an offset of the same message: (lowercased, raw, pointers followed).
+NameCache = dict[int, tuple[str, str, int]]
+
+
+def _read_name_text(data: bytes, off: int, cache: Optional[NameCache] = None) -> tuple[str, str, int]:
     """(lowercased text, text as on the wire, offset after the name).
 
     The text is pure ASCII (escapes use digits and backslashes only), so ``str.lower`` on it
     is exactly the ASCII-only case folding of RFC 4343.
+
+    ``cache`` (names of this message by offset) short-cuts the usual compressed name: a lone
+    pointer to a name read before. Following the pointer would start from the same state as
+    that earlier read (the pointer is checked as the walk checks it, one jump more), so the
+    result is the same.
     """
-    labels, end = _read_name(data, off)
+    if cache is not None and off + POINTER_LEN <= len(data) and data[off] >= LABEL_KIND_POINTER:
+        ptr = _U16.unpack_from(data, off)[0] & POINTER_OFFSET_MASK
+        hit = cache.get(ptr)
+        if hit is not None and DNS_HEADER_LEN <= ptr < off and hit[2] < MAX_POINTER_JUMPS:
+            return hit[0], hit[1], off + POINTER_LEN
+    labels, end, jumps = _read_name(data, off)
     raw = _name_text(labels)
-    return raw.lower(), raw, end
+    low = raw.lower()
+    if cache is not None:
+        cache[off] = (low, raw, jumps)
+    return low, raw, end
 
 
 class _Parser:
     """One message being parsed; collects anomalies."""
 
-    __slots__ = ("data", "anomalies", "edns", "opt_seen")
+    __slots__ = ("data", "anomalies", "edns", "opt_seen", "names")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self.names: NameCache = {}
         self.anomalies: list[str] = []
         self.edns: Optional[Edns] = None
         self.opt_seen = 0
@@ -356,7 +377,7 @@ class _Parser:
             self.anomalies.append(anomaly)
 
     def question(self, off: int) -> tuple[DnsQuestion, int]:
-        name, raw, p = _read_name_text(self.data, off)
+        name, raw, p = _read_name_text(self.data, off, self.names)
         if p + QUESTION_FIXED_LEN > len(self.data):
             raise _Truncated()
         qtype, qclass = _QFIXED.unpack_from(self.data, p)
@@ -365,7 +386,7 @@ class _Parser:
     def rr(self, off: int) -> tuple[DnsRR, int]:
         """One RR; raises _Truncated/_BadName when the record cannot be delimited."""
         data = self.data
-        name, raw, p = _read_name_text(data, off)
+        name, raw, p = _read_name_text(data, off, self.names)
         if p + RR_FIXED_LEN > len(data):
             raise _Truncated()
         rtype, rclass, ttl, rdlen = _RRFIXED.unpack_from(data, p)

@@ -535,8 +535,11 @@ def _choose_reference(txn: DnsTransaction, cands: list[DnsResponse], others: _Ot
 
 
 def detect_dns(txn: DnsTransaction, baseline: Optional[ResolverBaseline], th: Thresholds,
-               pool: Optional[ForgedPool] = None) -> list[Finding]:
-    """Findings for one finished DNS transaction (at most one). Pure: no I/O, no clock."""
+               pool: Optional[ForgedPool] = None, brief_below: float = 0.0) -> list[Finding]:
+    """Findings for one finished DNS transaction (at most one). Pure: no I/O, no clock.
+
+    A finding whose strength is below ``brief_below`` comes without evidence, ladder and
+    notes: the pipeline passes the verdict threshold, as it only counts such findings."""
     if not txn.responses:
         return []
     pool = pool if pool is not None else default_pool()
@@ -612,6 +615,15 @@ def detect_dns(txn: DnsTransaction, baseline: Optional[ResolverBaseline], th: Th
             signals_set.add("bogon_answer")
         signals_set.update(per[id(r)])
     signals = tuple(s for s in SIGNALS if s in signals_set)
+    strength = _strength(signals)
+    if strength < brief_below:
+        return [Finding(
+            detector=NAME, technique=Technique.DNS_INJECTION, trigger=Trigger.DNS_NAME,
+            proto=txn.transport, client=format_endpoint(txn.client, txn.client_port),
+            server=format_endpoint(txn.server, txn.server_port), signals=signals, evidence=(),
+            strength=strength, first_ts=txn.first_ts, last_ts=txn.last_ts,
+            domain=txn.qname or None, notes=(), flow_id=None, ladder=(),
+        )]
     forged.sort(key=lambda r: (r.input, r.frame))
 
     evidence: list[Evidence] = []
@@ -673,7 +685,7 @@ def detect_dns(txn: DnsTransaction, baseline: Optional[ResolverBaseline], th: Th
         server=format_endpoint(txn.server, txn.server_port),
         signals=signals,
         evidence=tuple(evidence),
-        strength=_strength(signals),
+        strength=strength,
         first_ts=min(ts_all),
         last_ts=max(ts_all),
         domain=txn.qname or None,

@@ -574,3 +574,23 @@ def test_zeek_two_identical_responses_no_finding() -> None:
 def test_1kxun_two_resolvers_no_finding() -> None:
     findings, txns = capture_findings("ntop__nDPI__tests__cfgs__default__pcap__1kxun.pcap")
     assert txns >= 6 and findings == []
+
+
+def test_brief_weak_findings_keep_what_the_pipeline_counts() -> None:
+    # the pipeline asks for weak findings without evidence/ladder (it only counts them):
+    # detector, technique, signals and strength must be those of the full finding
+    layers = [(query("www.example.com"), 1.0), (response("www.example.com", ["10.10.34.35"]), 1.01)]
+    t = DnsTracker()
+    for i, (layer, ts) in enumerate(layers, 1):
+        t.on_packet(decode(layer, i, ts))
+    (txn,) = t.flush()
+    (full,) = detect_dns(txn, t.baseline_for(txn.server), TH)
+    (brief,) = detect_dns(txn, t.baseline_for(txn.server), TH, brief_below=0.3)
+    assert full.evidence and full.ladder and full.notes
+    assert brief.evidence == () and brief.ladder == () and brief.notes == ()
+    for attr in ("detector", "technique", "trigger", "signals", "strength", "client", "server",
+                 "domain", "proto"):
+        assert getattr(brief, attr) == getattr(full, attr)
+    # at or above the bar, findings are complete
+    (same,) = detect_dns(txn, t.baseline_for(txn.server), TH, brief_below=full.strength)
+    assert same == full
