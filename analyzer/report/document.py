@@ -87,6 +87,21 @@ def _nested(value: Any, level: int) -> str:
     return text.replace("\n", "\n" + "  " * level)
 
 
+_SCALAR_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_FLOW_KEYS = ("id", "input", "proto", "client", "server", "target", "app", "domain", "packets",
+              "bytes", "first_ts", "last_ts", "outcome")
+# '    {\n      "id": ' ... : the indented key prefixes of a flow two levels deep
+_FLOW_KEY_TEXT = tuple(f'      {json.dumps(k)}: ' for k in _FLOW_KEYS)
+
+
+def _flow_text(rec: FlowRecord) -> str:
+    """``_nested(flow_dict(rec), 2)`` without the pure-Python indenting encoder: a flow is a
+    flat object of scalars, so each value goes through the C scalar encoder."""
+    enc = _SCALAR_ENCODER.encode
+    d = flow_dict(rec)
+    return "{\n" + ",\n".join([k + enc(d[key]) for k, key in zip(_FLOW_KEY_TEXT, _FLOW_KEYS)]) + "\n    }"
+
+
 def write_json(result: Result, out: TextIO, flows: str = "all") -> None:
     """Write the JSON document, flow by flow, without building it in memory: the text is the
     same as ``render_json(to_document(result, flows))`` (tests/core/test_cli.py)."""
@@ -101,7 +116,7 @@ def write_json(result: Result, out: TextIO, flows: str = "all") -> None:
         out.write('  "flows": [\n')
         last = len(recs) - 1
         for i, rec in enumerate(recs):
-            out.write("    " + _nested(flow_dict(rec), 2) + (",\n" if i < last else "\n"))
+            out.write("    " + _flow_text(rec) + (",\n" if i < last else "\n"))
         out.write("  ],\n")
     out.write(f'  "stats": {_nested(head["stats"], 1)}\n}}\n')
 

@@ -64,3 +64,17 @@ def test_csv_safe(raw: str, expected: str) -> None:
 def test_markdown_safe(raw: str, expected: str) -> None:
     assert markdown_safe(raw) == expected
     assert "\n" not in markdown_safe(raw)
+
+
+def test_streamed_flow_text_equals_the_indenting_encoder() -> None:
+    # write_json formats flows with the C scalar encoder; it must equal json.dumps(indent=2)
+    from analyzer.pipeline import FlowRecord
+    from analyzer.report.document import _flow_text, _nested, flow_dict
+
+    hostile = 'é\u2028"x\\\x00\x1b[31m</script>\ud800'
+    for rec in (
+        FlowRecord("f0-1", 0, "tcp", "10.0.0.1:1", "[::1]:443", "whatsapp", None, hostile, 1, 2,
+                   1.5, 1e20, "ok"),
+        FlowRecord("f3-9", 3, "udp", hostile, "b", "none", hostile, None, 0, 0, 0.0, 3.0, "failed"),
+    ):
+        assert _flow_text(rec) == _nested(flow_dict(rec), 2)
