@@ -82,5 +82,8 @@ class Settings:
     strict: bool = False
     # Analyse every packet on the per-packet reference path (slow; for tests/debugging).
     reference: bool = False
+    # Track plain TCP/UDP frames in the C flow table (analyzer/_ctrack.c) when it is built;
+    # False: the numpy fast path. All three paths give identical results.
+    native: bool = True
     # (k, n): this process analyses shard k of n (flows sharded by address pair; --jobs).
     shard: tuple[int, int] = (0, 1)

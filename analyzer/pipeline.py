@@ -11,7 +11,7 @@ import gc
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -34,11 +34,15 @@ from analyzer.sources.files import Batch, BatchLists, open_reader
 from analyzer.status import DecodeError, InputError
 from analyzer.track.dns import DnsTracker, DnsTransaction
 from analyzer.track.facts import FlowInfo, describe
+from analyzer.track.ctable import native_table
 from analyzer.track.fastpath import plan_chunk
 from analyzer.track.reassembly import Reassembler
 from analyzer.track.flows import C2S, S2C, Flow, FlowTable
 from analyzer.identify import resolve_target
 from analyzer.verdict import MIN_VERDICT_CONFIDENCE, can_become_verdict, decide
+
+if TYPE_CHECKING:
+    from analyzer._ctrack import Table
 
 DNS_PORT = 53
 # With the automatic cyclic collector paused (see manual_gc), collect every this many packets.
@@ -80,13 +84,18 @@ class Analyzer:
         self.on_verdict = on_verdict
         self._input = -1
         self._since_gc = 0
+        self.native_packets = 0  # packets the C table decoded and tracked itself
         self._reset_state()
 
     # -- per input state ------------------------------------------------------------------
     def _reset_state(self) -> None:
-        self.table = FlowTable(self.settings)
         self.frags = Reassembler()
-        self.table.frag_pending = self.frags.pending_flows
+        # the C table when built (it decodes and tracks plain TCP/UDP frames itself), else the
+        # Python one with the numpy fast path; Settings.reference: Python, per packet
+        self.ctable = native_table(self.settings)
+        self.table: FlowTable | Table = self.ctable if self.ctable is not None else FlowTable(self.settings)
+        if isinstance(self.table, FlowTable):
+            self.table.frag_pending = self.frags.pending_flows
         self.dns = DnsTracker(self.settings.thresholds, max_pending=self.settings.max_dns)
         self.ctx = Context(self.settings.thresholds)
         self.findings: list[Finding] = []
@@ -127,6 +136,8 @@ class Analyzer:
                 lists = batch.lists()
                 for i in range(start, end):
                     self._packet(batch, lists, i)
+            elif self.ctable is not None:
+                self._native_chunk(self.ctable, batch, start, end, info)
             else:
                 self._fast_chunk(batch, start, end, info)
             # capture time advances with every record of the chunk (the same in every shard)
@@ -135,6 +146,23 @@ class Analyzer:
                 if t > self._now:
                     self._now = t
             self.expire(self._now)
+
+    def _native_chunk(self, table: Table, batch: Batch, start: int, end: int, info: InputInfo) -> None:
+        """The C table takes the plain TCP/UDP frames; the others come back, in order, to
+        the per-packet path."""
+        offs, caps, _wl, tss, lts = (np.ascontiguousarray(a) for a in batch.arrays())
+        packet = self._packet
+        k, nshards = self.settings.shard
+
+        def slow(i: int) -> None:
+            packet(batch, batch.lists(), i)
+
+        n, tmin, tmax = table.feed(batch.buf, offs, caps, tss, lts, start, end, batch.first_frame,
+                                   self._input, k, nshards, slow)
+        if n:
+            self.native_packets += n
+            self.stats.decoded += n
+            self._saw_time(info, tmin, tmax)
 
     def _fast_chunk(self, batch: Batch, start: int, end: int, info: InputInfo) -> None:
         offs, caps, _wl, tss, lts = batch.arrays()
@@ -149,6 +177,7 @@ class Analyzer:
             ignore = fields.keyable & ~mine & ~dns
             fields.keyable = fields.keyable & mine
             fields.candidate = fields.candidate & mine
+        assert isinstance(self.table, FlowTable)
         plan, nb, tmin, tmax = plan_chunk(self.table, fields, ts, batch.first_frame + start, self._input, ignore)
         if nb:
             self.stats.decoded += nb

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from analyzer.model import format_ip
 from analyzer.status import DecodeError
@@ -453,7 +453,17 @@ class _Parser:
 
 
 def parse_dns(data: bytes) -> DnsMessage:
-    """Decode one DNS message (no TCP length prefix). See the module docstring."""
+    """Decode one DNS message (no TCP length prefix). See the module docstring.
+
+    Uses the C parser (analyzer/_cdns.c) when it is built; :func:`parse_dns_reference`, the
+    Python below, stays the reference (tests/dns/test_cdns.py compares both)."""
+    if _native is not None and type(data) is bytes:
+        return _native.parse(data)  # type: ignore[no-any-return]
+    return parse_dns_reference(data)
+
+
+def parse_dns_reference(data: bytes) -> DnsMessage:
+    """:func:`parse_dns` in Python."""
     try:
         return _parse(data)
     except DecodeError:
@@ -544,3 +554,21 @@ def _only_records(ps: _Parser, off: int) -> bool:
         except (_Truncated, _BadName):
             return False
     return True
+
+
+def _load_native() -> Any:
+    """The C parser configured with these classes, or None (not built, or
+    ``ANALYZER_PURE_PYTHON=1``)."""
+    import os
+
+    if os.environ.get("ANALYZER_PURE_PYTHON") == "1":
+        return None
+    try:
+        from analyzer import _cdns
+    except ImportError:
+        return None
+    _cdns.configure(DnsMessage, DnsQuestion, DnsRR, SoaData, Edns, DecodeError)
+    return _cdns
+
+
+_native = _load_native()

@@ -152,6 +152,7 @@ WEIGHTS: dict[str, float] = {
     "bogon_answer": 0.15,
 }
 MAX_STRENGTH = 0.99
+LOOKUP_CACHE = 65_536  # addresses remembered by a PrefixTable (memory bound, not a threshold)
 BOGON_ALONE_MAX = 0.2  # a bogon answer with nothing else is a hint, not proof (OONI)
 HEADER_ONLY_MAX = 0.4  # header mismatches on a lone response: route changes, anycast
 
@@ -207,9 +208,12 @@ class PrefixTable:
     """Which of a few prefixes hold an address: one dict probe per distinct prefix length
     (the tables here have fewer than ten lengths), integers only (hot path)."""
 
-    __slots__ = ("_masks", "_table")
+    __slots__ = ("_masks", "_table", "_seen")
 
     def __init__(self, items: Iterable[tuple[Network, PoolEntry]]) -> None:
+        # answers repeat (a few hundred servers, thousands of queries): remember the last
+        # addresses looked up (bounded; the table never changes after this constructor)
+        self._seen: dict[bytes, tuple[PoolEntry, ...]] = {}
         self._table: dict[tuple[int, int, int], list[PoolEntry]] = {}
         masks: dict[int, set[tuple[int, int]]] = {}
         for net, entry in items:
@@ -219,17 +223,23 @@ class PrefixTable:
             masks.setdefault(size, set()).add((net.prefixlen, int(net.netmask)))
         self._masks = {size: tuple(sorted(m, reverse=True)) for size, m in masks.items()}
 
-    def lookup(self, addr: bytes) -> list[PoolEntry]:
+    def lookup(self, addr: bytes) -> tuple[PoolEntry, ...]:
+        seen = self._seen.get(addr)
+        if seen is not None:
+            return seen
         masks = self._masks.get(len(addr))
-        if not masks:
-            return []
-        value = int.from_bytes(addr, "big")
         out: list[PoolEntry] = []
-        for plen, mask in masks:
-            hit = self._table.get((len(addr), plen, value & mask))
-            if hit:
-                out.extend(hit)
-        return out
+        if masks:
+            value = int.from_bytes(addr, "big")
+            for plen, mask in masks:
+                hit = self._table.get((len(addr), plen, value & mask))
+                if hit:
+                    out.extend(hit)
+        found = tuple(out)
+        if len(self._seen) >= LOOKUP_CACHE:
+            self._seen.clear()
+        self._seen[bytes(addr)] = found
+        return found
 
 
 class ForgedPool:
@@ -284,6 +294,7 @@ def _under(name: str, domain: str) -> bool:
     return name == domain or name.endswith("." + domain)
 
 
+@lru_cache(maxsize=65_536)
 def is_internal_name(name: str) -> bool:
     """Names for which private answers are expected (single-label or internal suffixes)."""
     name = name.rstrip(".")
@@ -370,7 +381,7 @@ def _others(txn: DnsTransaction, b: Optional[ResolverBaseline]) -> _Others:
         pat = r.flags & BASELINE_FLAG_BITS
         flags[pat] = max(0, flags.get(pat, 0) - 1)
     n = max(0, b.responses - len(txn.responses))
-    ipids = tuple(s for s in b.ipids if (s[0], s[1]) not in own)
+    ipids = tuple([s for s in b.ipids if (s[0], s[1]) not in own])
     return _Others(n, ttls, df, flags, ipids)
 
 
@@ -382,11 +393,11 @@ def _mode(counts: dict[int, int]) -> Optional[int]:
 def _ipid_behaviour(values: list[int], th: Thresholds) -> str:
     if len(values) < MIN_BASELINE:
         return "unknown"
-    if all(v == 0 for v in values):
+    if not any(values):
         return "zero"
-    steps = [(b - a) % IPID_MOD for a, b in zip(values, values[1:])]
-    seq = sum(1 for s in steps if 0 < s <= th.ipid_seq_step)
-    return "sequential" if seq >= SEQUENTIAL_SHARE * len(steps) else "random"
+    step = th.ipid_seq_step
+    seq = sum([0 < (b - a) % IPID_MOD <= step for a, b in zip(values, values[1:])])
+    return "sequential" if seq >= SEQUENTIAL_SHARE * (len(values) - 1) else "random"
 
 
 def _ipid_check(r: DnsResponse, samples: list[tuple[int, int, int]],
@@ -412,8 +423,9 @@ def _ipid_check(r: DnsResponse, samples: list[tuple[int, int, int]],
 
 
 def _header_checks(r: DnsResponse, ref: Optional[DnsResponse], others: _Others,
-                   th: Thresholds) -> dict[str, str]:
-    """Header signals of ``r`` against the genuine response ``ref`` (if any) and the baseline."""
+                   th: Thresholds, ipid: bool = True) -> dict[str, str]:
+    """Header signals of ``r`` against the genuine response ``ref`` (if any) and the baseline.
+    ``ipid=False`` leaves out the IP-ID check (the costliest; see :func:`_ipid_signal`)."""
     out: dict[str, str] = {}
     enough = others.n >= MIN_BASELINE
     floor = BASELINE_MIN_SHARE * others.n
@@ -439,13 +451,19 @@ def _header_checks(r: DnsResponse, ref: Optional[DnsResponse], others: _Others,
             out["flags_mismatch"] = (f"flags {_flag_text(r.flags & BASELINE_FLAG_BITS)} vs "
                                      f"resolver's usual {_flag_text(usual)}")
     # IP-ID
+    if ipid:
+        why = _ipid_signal(r, ref, others, th)
+        if why is not None:
+            out["ipid_mismatch"] = why
+    return out
+
+
+def _ipid_signal(r: DnsResponse, ref: Optional[DnsResponse], others: _Others,
+                 th: Thresholds) -> Optional[str]:
     samples = list(others.ipids)
     if ref is not None and ref.ipid >= 0:
         samples.append((ref.input, ref.frame, ref.ipid))
-    why = _ipid_check(r, samples, th)
-    if why is not None:
-        out["ipid_mismatch"] = why
-    return out
+    return _ipid_check(r, samples, th)
 
 
 _FLAG_LETTERS = ((FLAG_AA, "aa"), (FLAG_TC, "tc"), (FLAG_RD, "rd"), (FLAG_RA, "ra"),
@@ -588,7 +606,13 @@ def detect_dns(txn: DnsTransaction, baseline: Optional[ResolverBaseline], th: Th
     else:
         # One answer (possibly repeated byte for byte): judge each response on its own.
         for r in responses:
-            sig = _header_checks(r, None, others, th)
+            # the IP-ID check only matters when something else is wrong already: alone it
+            # is one header signal, and a lone response needs two (or a pool/bogon hit)
+            sig = _header_checks(r, None, others, th, ipid=False)
+            if sig or pool_hits[id(r)] or bogon_hits[id(r)]:
+                why = _ipid_signal(r, None, others, th)
+                if why is not None:
+                    sig["ipid_mismatch"] = why
             header = [s for s in sig if s in HEADER_SIGNALS]
             if pool_hits[id(r)] or bogon_hits[id(r)] or len(header) >= 2:
                 forged.append(r)

@@ -7,6 +7,7 @@ the public captures.
 """
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from analyzer.config import Settings
+from analyzer.track import ctable
 from analyzer.pipeline import analyze_files
 from analyzer.report.document import to_document
 
@@ -30,10 +32,15 @@ def _doc(path: Path, **kw: Any) -> dict[str, Any]:
 
 
 def _same(path: Path, chunk: int) -> None:
+    """Reference (per packet) == numpy fast path == C flow table (when built)."""
     ref = _doc(path, reference=True, chunk_packets=chunk)
-    fast = _doc(path, reference=False, chunk_packets=chunk)
+    fast = _doc(path, reference=False, native=False, chunk_packets=chunk)
     for key in ref:
-        assert ref[key] == fast[key], f"{path.name} chunk={chunk}: '{key}' differs"
+        assert ref[key] == fast[key], f"{path.name} chunk={chunk}: '{key}' differs (numpy)"
+    if ctable.available():
+        native = _doc(path, reference=False, native=True, chunk_packets=chunk)
+        for key in ref:
+            assert ref[key] == native[key], f"{path.name} chunk={chunk}: '{key}' differs (C)"
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +107,7 @@ def boring_share(path: Path) -> tuple[float, dict[str, Any]]:
 
     pl.plan_chunk = spy  # type: ignore[assignment]
     try:
-        doc = _doc(path)
+        doc = _doc(path, native=False)
     finally:
         pl.plan_chunk = orig  # type: ignore[assignment]
     return seen["boring"] / max(seen["all"], 1), doc
@@ -109,6 +116,19 @@ def boring_share(path: Path) -> tuple[float, dict[str, Any]]:
 def test_generated_capture_exercises_the_fast_path(generated: list[Path]) -> None:
     share, _doc_ = boring_share(generated[0])
     assert share > 0.5
+
+
+def test_generated_capture_exercises_the_c_table(generated: list[Path]) -> None:
+    if not ctable.available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must build the C extension (analyzer/_ctrack.c)")
+        pytest.skip("analyzer._ctrack is not built")
+    from analyzer.pipeline import Analyzer, _analyze_paths
+
+    an = Analyzer(Settings(strict=True))
+    _analyze_paths(an, [str(generated[0])], None, None)
+    # DNS, the first fragments and ICMP go to the Python path; nearly all else stays in C
+    assert an.native_packets > 0.9 * an.stats.packets
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.pcap*")))

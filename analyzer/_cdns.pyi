@@ -1,0 +1,6 @@
+"""Type stub of the C DNS parser (analyzer/_cdns.c); see analyzer/decode/dns.py."""
+from typing import Any
+
+def parse(data: bytes, /) -> Any: ...
+def configure(message: type, question: type, rr: type, soa: type, edns: type,
+              decode_error: type, /) -> None: ...

@@ -1,0 +1,44 @@
+"""The flow table in C (:mod:`analyzer._ctrack`), when the extension is built.
+
+``analyzer/_ctrack.c`` mirrors :class:`~analyzer.track.flows.FlowTable` statement by statement
+and decodes, itself, the frames it can take whole (plain IPv4/IPv6 TCP/UDP, not fragmented,
+not DNS); every other frame goes to the pipeline's per-packet path in packet order. Finished
+flows come back as the same :class:`~analyzer.track.flows.Flow` objects. The Python table
+stays the reference (``Settings.reference``) and the fallback when the extension is missing or
+``ANALYZER_PURE_PYTHON=1``; tests/core/test_fastpath.py checks that both give identical
+result documents.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from analyzer.config import Settings
+from analyzer.track.flows import Direction, Flow
+
+try:
+    from analyzer._ctrack import Table
+except ImportError:  # built without a C compiler
+    Table = None  # type: ignore[assignment,misc]
+
+__all__ = ["PURE_PYTHON_ENV", "available", "native_table"]
+
+PURE_PYTHON_ENV = "ANALYZER_PURE_PYTHON"  # "1": use none of the C extensions
+
+
+def available() -> bool:
+    return Table is not None and os.environ.get(PURE_PYTHON_ENV) != "1"
+
+
+def native_table(settings: Settings) -> Optional["Table"]:
+    """A C flow table for these settings, or None (reference or numpy path asked for, or
+    not built)."""
+    if settings.reference or not settings.native or not available():
+        return None
+    return Table(
+        flow_type=Flow, direction_type=Direction, max_events=settings.max_events,
+        first_payloads=settings.first_payloads, limit_client=settings.first_payload_bytes,
+        limit_server=settings.first_payload_bytes_server,
+        linger=settings.thresholds.close_linger, idle_timeout=settings.idle_timeout,
+        max_flows=settings.max_flows,
+    )
