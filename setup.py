@@ -7,6 +7,7 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
+        Extension("analyzer._speedups", ["analyzer/_speedups.c"], optional=True, extra_compile_args=["-O2"]),
         # the flow table (analyzer/track/flows.py mirrored; see analyzer/track/ctable.py)
         Extension("analyzer._ctrack", ["analyzer/_ctrack.c"], optional=True, extra_compile_args=["-O2"]),
         # DNS messages (analyzer/decode/dns.py mirrored)

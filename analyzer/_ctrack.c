@@ -934,34 +934,39 @@ static int get_array(PyObject *o, Py_buffer *view, char kind, Py_ssize_t need, c
     return 0;
 }
 
-/* feed(buf, offsets, caplens, ts, linktypes, start, end, frame0, input, shard, nshards, slow)
- * -> (decoded, tmin, tmax) for the packets taken here; slow(i) is called, in order, for
- * every other frame i of start..end. */
+/* feed(buf, offsets, caplens, wirelens, ts, linktypes, start, end, frame0, input, shard,
+ *      nshards, slow) -> (decoded, tmin, tmax) for the packets taken here; for every other
+ * frame i of start..end, in order: slow(buf, frame0 + i, offset, caplen, wirelen, ts, lt). */
 static PyObject *Table_feed(Table *t, PyObject *args) {
-    PyObject *bufo, *offo, *capo, *tso, *lto, *slow;
+    PyObject *bufo, *offo, *capo, *wlo, *tso, *lto, *slow;
     Py_ssize_t start, end;
     long long frame0, input, shard, nshards;
-    if (!PyArg_ParseTuple(args, "OOOOOnnLLLLO", &bufo, &offo, &capo, &tso, &lto, &start, &end,
-                          &frame0, &input, &shard, &nshards, &slow))
+    if (!PyArg_ParseTuple(args, "OOOOOOnnLLLLO", &bufo, &offo, &capo, &wlo, &tso, &lto, &start,
+                          &end, &frame0, &input, &shard, &nshards, &slow))
         return NULL;
     if (start < 0 || end < start || nshards < 1) {
         PyErr_SetString(PyExc_ValueError, "bad range or shard count");
         return NULL;
     }
-    Py_buffer vb, vo, vc, vt, vl;
+    Py_buffer vb, vo, vc, vw, vt, vl;
     if (PyObject_GetBuffer(bufo, &vb, PyBUF_SIMPLE) < 0) return NULL;
     if (get_array(offo, &vo, 'i', end, "offsets") < 0) { PyBuffer_Release(&vb); return NULL; }
     if (get_array(capo, &vc, 'i', end, "caplens") < 0) {
         PyBuffer_Release(&vb); PyBuffer_Release(&vo); return NULL;
     }
-    if (get_array(tso, &vt, 'f', end, "ts") < 0) {
+    if (get_array(wlo, &vw, 'i', end, "wirelens") < 0) {
         PyBuffer_Release(&vb); PyBuffer_Release(&vo); PyBuffer_Release(&vc); return NULL;
     }
-    if (get_array(lto, &vl, 'i', end, "linktypes") < 0) {
-        PyBuffer_Release(&vb); PyBuffer_Release(&vo); PyBuffer_Release(&vc); PyBuffer_Release(&vt);
+    if (get_array(tso, &vt, 'f', end, "ts") < 0) {
+        PyBuffer_Release(&vb); PyBuffer_Release(&vo); PyBuffer_Release(&vc); PyBuffer_Release(&vw);
         return NULL;
     }
-    const int64_t *offs = vo.buf, *caps = vc.buf, *lts = vl.buf;
+    if (get_array(lto, &vl, 'i', end, "linktypes") < 0) {
+        PyBuffer_Release(&vb); PyBuffer_Release(&vo); PyBuffer_Release(&vc); PyBuffer_Release(&vw);
+        PyBuffer_Release(&vt);
+        return NULL;
+    }
+    const int64_t *offs = vo.buf, *caps = vc.buf, *wls = vw.buf, *lts = vl.buf;
     const double *tss = vt.buf;
     long long decoded = 0;
     double tmin = 0.0, tmax = 0.0;
@@ -972,7 +977,9 @@ static PyObject *Table_feed(Table *t, PyObject *args) {
         uint32_t aw = 0, bw = 0;
         /* re-read the buffer each time: the callback cannot move `bytes`, but stay simple */
         if (!decode_plain(vb.buf, vb.len, offs[i], caps[i], lts[i], &p, &aw, &bw)) {
-            PyObject *r = PyObject_CallFunction(slow, "n", i);
+            PyObject *r = PyObject_CallFunction(slow, "OLLLLdL", bufo, frame0 + (long long)i,
+                                                (long long)offs[i], (long long)caps[i],
+                                                (long long)wls[i], tss[i], (long long)lts[i]);
             if (!r) { err = 1; break; }
             Py_DECREF(r);
             continue;
@@ -993,8 +1000,8 @@ static PyObject *Table_feed(Table *t, PyObject *args) {
         decoded++;
         if (observe(t, &p) < 0) { err = 1; break; }
     }
-    PyBuffer_Release(&vb); PyBuffer_Release(&vo); PyBuffer_Release(&vc); PyBuffer_Release(&vt);
-    PyBuffer_Release(&vl);
+    PyBuffer_Release(&vb); PyBuffer_Release(&vo); PyBuffer_Release(&vc); PyBuffer_Release(&vw);
+    PyBuffer_Release(&vt); PyBuffer_Release(&vl);
     if (err) return NULL;
     return Py_BuildValue("(Ldd)", decoded, tmin, tmax);
 }

@@ -150,15 +150,10 @@ class Analyzer:
     def _native_chunk(self, table: Table, batch: Batch, start: int, end: int, info: InputInfo) -> None:
         """The C table takes the plain TCP/UDP frames; the others come back, in order, to
         the per-packet path."""
-        offs, caps, _wl, tss, lts = (np.ascontiguousarray(a) for a in batch.arrays())
-        packet = self._packet
+        offs, caps, wls, tss, lts = (np.ascontiguousarray(a) for a in batch.arrays())
         k, nshards = self.settings.shard
-
-        def slow(i: int) -> None:
-            packet(batch, batch.lists(), i)
-
-        n, tmin, tmax = table.feed(batch.buf, offs, caps, tss, lts, start, end, batch.first_frame,
-                                   self._input, k, nshards, slow)
+        n, tmin, tmax = table.feed(batch.buf, offs, caps, wls, tss, lts, start, end,
+                                   batch.first_frame, self._input, k, nshards, self._frame)
         if n:
             self.native_packets += n
             self.stats.decoded += n
@@ -202,14 +197,19 @@ class Analyzer:
         (and ICMP errors about DNS) are fed to every shard's DNS tracker, so that names and
         resolver baselines are the same everywhere; each transaction is judged by its owner.
         Damage counters belong to shard 0."""
+        offsets, caplens, wirelens, tss, linktypes = lists
+        self._frame(batch.buf, batch.first_frame + i, offsets[i], caplens[i], wirelens[i], tss[i],
+                    linktypes[i])
+
+    def _frame(self, buf: bytes, frame: int, offset: int, caplen: int, wirelen: int, ts: float,
+               lt: int) -> None:
+        """:meth:`_packet` with the record's fields (the C table calls this directly)."""
         stats = self.stats
         k, nshards = self.settings.shard
-        offsets, caplens, wirelens, tss, linktypes = lists
-        lt = linktypes[i]
         if lt < 0:
             return  # a packet block the reader could not use: it counted the reason already
         try:
-            pkt = decode_frame(batch.buf, offsets[i], caplens[i], lt)
+            pkt = decode_frame(buf, offset, caplen, lt)
         except DecodeError as e:
             if k == 0:
                 stats.skip(e.reason)
@@ -229,11 +229,10 @@ class Analyzer:
                 owned = shard_of(pkt.src, pkt.dst, nshards) == k
         else:
             owned = True
-        ts = tss[i]
-        pkt.frame = batch.first_frame + i
+        pkt.frame = frame
         pkt.ts = ts
         pkt.input = self._input
-        pkt.wirelen = wirelens[i]
+        pkt.wirelen = wirelen
         if owned:
             stats.decoded += 1
             self._saw_time(self.result.inputs[self._input], ts, ts)

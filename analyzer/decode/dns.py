@@ -561,7 +561,9 @@ def _load_native() -> Any:
     ``ANALYZER_PURE_PYTHON=1``)."""
     import os
 
-    if os.environ.get("ANALYZER_PURE_PYTHON") == "1":
+    from analyzer.speedups import PURE_PYTHON_ENV
+
+    if os.environ.get(PURE_PYTHON_ENV) == "1":
         return None
     try:
         from analyzer import _cdns

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Iterator, Optional
 
 import numpy as np
 
+from analyzer import speedups
 from analyzer.status import InputError
 
 # Link-layer header types (tcpdump.org/linktypes.html)
@@ -71,6 +72,8 @@ def linktype_name(linktype: int) -> str:
     return LINKTYPE_NAMES.get(linktype, f"LINKTYPE_{linktype}")
 
 
+# (data offsets, caplens, wirelens, ts) of the records of one batch, numpy arrays
+_RecordColumns = tuple[Any, Any, Any, Any]
 # (offsets, caplens, wirelens, ts, linktypes) of a batch as Python lists
 BatchLists = tuple[list[int], list[int], list[int], list[float], list[int]]
 
@@ -178,16 +181,11 @@ class PcapReader(CaptureReader):
         self._saw_linktype(self.linktype_value)
 
     def batches(self) -> Iterator[Batch]:
-        # The Python loop only follows the record lengths; timestamps and lengths of all the
-        # records of a chunk are then gathered at once with numpy (fast path, STYLE rule 6).
-        caplen_at = struct.Struct(self.endian + "I").unpack_from
-        scale = 1e-9 if self.nanosecond else 1e-6
-        rec_dtype = np.dtype(self.endian + "u4")
+        scan = self._scan_native if speedups.native is not None else self._scan_numpy
         lt = self.linktype_value
         pending = b""
         frame = 0
         eof = False
-        hdr = PCAP_RECORD_HEADER_LEN
         while not eof:
             chunk = self.stream.read(CHUNK_BYTES)
             if not chunk:
@@ -196,35 +194,71 @@ class PcapReader(CaptureReader):
             else:
                 buf = pending + chunk if pending else chunk
             n = len(buf)
-            off = 0
-            starts: list[int] = []
-            append = starts.append
-            limit = n - hdr
-            while off <= limit:
-                incl = caplen_at(buf, off + 8)[0]
-                if incl > MAX_RECORD_LEN:
-                    # No resync is possible in classic pcap: the rest is unreadable.
-                    self.skip("corrupt_record_length")
-                    eof = True
-                    n = off
-                    break
-                end = off + hdr + incl
-                if end > n:
-                    break
-                append(off)
-                off = end
-            for i in range(0, len(starts), self.batch_packets):
-                part = np.asarray(starts[i:i + self.batch_packets], dtype=np.int64)
-                raw = np.frombuffer(buf, dtype=np.uint8)
-                fields = raw[part[:, None] + np.arange(hdr)].view(rec_dtype).reshape(-1, 4).astype(np.int64)
-                batch = Batch(buf, frame + 1, part + hdr, fields[:, 2], fields[:, 3],
-                              fields[:, 0] + fields[:, 1] * scale, np.full(len(part), lt, dtype=np.int64))
-                frame += len(part)
+            off, corrupt, parts = scan(buf)
+            if corrupt:
+                # No resync is possible in classic pcap: the rest is unreadable.
+                self.skip("corrupt_record_length")
+                eof = True
+                n = off
+            for offsets, caplens, wirelens, ts in parts:
+                batch = Batch(buf, frame + 1, offsets, caplens, wirelens, ts,
+                              np.full(len(offsets), lt, dtype=np.int64))
+                frame += len(offsets)
                 yield batch
             pending = buf[off:n] if off < n else b""
             if eof and pending:
                 self.skip("truncated_record")
         self.frames = frame
+
+    def _scan_numpy(self, buf: bytes) -> tuple[int, bool, Iterator[_RecordColumns]]:
+        """The complete records of buf: (where the walk stopped, whether at a corrupt record
+        length, per batch (data offsets, caplens, wirelens, ts)). The Python loop only follows
+        the record lengths; the record headers of a batch are then gathered at once with numpy
+        (fast path, STYLE rule 6). The reference for :meth:`_scan_native`."""
+        caplen_at = struct.Struct(self.endian + "I").unpack_from
+        hdr = PCAP_RECORD_HEADER_LEN
+        n = len(buf)
+        off = 0
+        corrupt = False
+        starts: list[int] = []
+        append = starts.append
+        limit = n - hdr
+        while off <= limit:
+            incl = caplen_at(buf, off + 8)[0]
+            if incl > MAX_RECORD_LEN:
+                corrupt = True
+                break
+            end = off + hdr + incl
+            if end > n:
+                break
+            append(off)
+            off = end
+        return off, corrupt, self._gather(buf, starts)
+
+    def _gather(self, buf: bytes, starts: list[int]) -> Iterator[_RecordColumns]:
+        hdr = PCAP_RECORD_HEADER_LEN
+        scale = 1e-9 if self.nanosecond else 1e-6
+        rec_dtype = np.dtype(self.endian + "u4")
+        raw = np.frombuffer(buf, dtype=np.uint8)
+        for i in range(0, len(starts), self.batch_packets):
+            part = np.asarray(starts[i:i + self.batch_packets], dtype=np.int64)
+            # one contiguous row per header field (sec, frac, incl, orig), as the C scan gives
+            heads = raw[part[:, None] + np.arange(hdr)].view(rec_dtype).reshape(-1, 4)
+            fields = heads.T.astype(np.int64, order="C")
+            yield part + hdr, fields[2], fields[3], fields[0] + fields[1] * scale
+
+    def _scan_native(self, buf: bytes) -> tuple[int, bool, Iterator[_RecordColumns]]:
+        """:meth:`_scan_numpy` in one C call (analyzer/_speedups.c); identical results."""
+        native = speedups.native
+        assert native is not None
+        count, off, corrupt, data = native.pcap_scan(buf, self.endian == ">", self.nanosecond,
+                                                     MAX_RECORD_LEN)
+        cols = np.frombuffer(data, dtype=np.int64).reshape(4, count)
+        ts = cols[3].view(np.float64)
+        step = self.batch_packets
+        parts = ((cols[0, i:i + step], cols[1, i:i + step], cols[2, i:i + step], ts[i:i + step])
+                 for i in range(0, count, step))
+        return off, corrupt, parts
 
 
 class PcapngReader(CaptureReader):

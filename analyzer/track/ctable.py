@@ -14,6 +14,7 @@ import os
 from typing import Optional
 
 from analyzer.config import Settings
+from analyzer.speedups import PURE_PYTHON_ENV
 from analyzer.track.flows import Direction, Flow
 
 try:
@@ -21,9 +22,7 @@ try:
 except ImportError:  # built without a C compiler
     Table = None  # type: ignore[assignment,misc]
 
-__all__ = ["PURE_PYTHON_ENV", "available", "native_table"]
-
-PURE_PYTHON_ENV = "ANALYZER_PURE_PYTHON"  # "1": use none of the C extensions
+__all__ = ["available", "native_table"]
 
 
 def available() -> bool:

@@ -1,0 +1,16 @@
+"""C versions of the pcap record walk and the fast-path header gather (analyzer/_speedups.c)."""
+from typing import Optional
+
+import numpy as np
+import numpy.typing as npt
+
+def pcap_scan(
+    buf: bytes, big_endian: bool, nanosecond: bool, max_record_len: int, /
+) -> tuple[int, int, bool, bytearray]: ...
+def extract(
+    buf: bytes,
+    offsets: npt.NDArray[np.int64],
+    caplens: npt.NDArray[np.int64],
+    linktypes: npt.NDArray[np.int64],
+    /,
+) -> Optional[bytearray]: ...
