@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from enum import Enum
 from typing import Optional
 
@@ -61,6 +62,11 @@ def format_ip(addr: bytes) -> str:
     """Text form of a 4- or 16-byte address (IPv4-mapped IPv6 stays IPv6)."""
     if len(addr) == 4:
         return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
+    return _format_v6(bytes(addr))
+
+
+@lru_cache(maxsize=16_384)
+def _format_v6(addr: bytes) -> str:
     return str(ipaddress.IPv6Address(addr))
 
 

@@ -88,18 +88,32 @@ def _nested(value: Any, level: int) -> str:
 
 
 _SCALAR_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_encode_str = json.encoder.encode_basestring  # the C one when available
+_INF = float("inf")
 _FLOW_KEYS = ("id", "input", "proto", "client", "server", "target", "app", "domain", "packets",
               "bytes", "first_ts", "last_ts", "outcome")
 # '    {\n      "id": ' ... : the indented key prefixes of a flow two levels deep
 _FLOW_KEY_TEXT = tuple(f'      {json.dumps(k)}: ' for k in _FLOW_KEYS)
 
 
+def _scalar(v: Any) -> str:
+    """JSON text of a scalar exactly as json.dumps(ensure_ascii=False) writes it."""
+    if v.__class__ is str:
+        return _encode_str(v)
+    if v is None:
+        return "null"
+    if v.__class__ is int:
+        return int.__repr__(v)
+    if v.__class__ is float and v == v and v not in (_INF, -_INF):
+        return float.__repr__(v)
+    return _SCALAR_ENCODER.encode(v)  # bool, NaN/Infinity, subclasses: the encoder decides
+
+
 def _flow_text(rec: FlowRecord) -> str:
     """``_nested(flow_dict(rec), 2)`` without the pure-Python indenting encoder: a flow is a
-    flat object of scalars, so each value goes through the C scalar encoder."""
-    enc = _SCALAR_ENCODER.encode
+    flat object of scalars, each written as :func:`_scalar`."""
     d = flow_dict(rec)
-    return "{\n" + ",\n".join([k + enc(d[key]) for k, key in zip(_FLOW_KEY_TEXT, _FLOW_KEYS)]) + "\n    }"
+    return "{\n" + ",\n".join([k + _scalar(d[key]) for k, key in zip(_FLOW_KEY_TEXT, _FLOW_KEYS)]) + "\n    }"
 
 
 def write_json(result: Result, out: TextIO, flows: str = "all") -> None:

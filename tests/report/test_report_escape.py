@@ -78,3 +78,13 @@ def test_streamed_flow_text_equals_the_indenting_encoder() -> None:
         FlowRecord("f3-9", 3, "udp", hostile, "b", "none", hostile, None, 0, 0, 0.0, 3.0, "failed"),
     ):
         assert _flow_text(rec) == _nested(flow_dict(rec), 2)
+
+
+def test_scalar_text_equals_json_dumps() -> None:
+    import json
+
+    from analyzer.report.document import _scalar
+
+    for v in ('a\u2028\x00"é\ud800\\', "", 0, -5, 10**30, 1.5, 1e20, 1e-7, 0.1 + 0.2,
+              1700000016.535459, float("nan"), float("inf"), -float("inf"), None, True, False):
+        assert _scalar(v) == json.dumps(v, ensure_ascii=False), repr(v)
