@@ -915,7 +915,11 @@ static int decode_plain(const uint8_t *buf, Py_ssize_t buflen, int64_t off, int6
     } else {
         return 0;
     }
-    if (p->sport == DNS_PORT || p->dport == DNS_PORT) return 0; /* the DNS tracker needs it */
+    if (p->sport == DNS_PORT || p->dport == DNS_PORT) {
+        /* the DNS tracker needs it too: UDP goes to the dns callback, TCP (stream
+         * reassembly) to the Python path */
+        return p->proto == PROTO_UDP ? 2 : 0;
+    }
     return 1;
 }
 
@@ -935,14 +939,16 @@ static int get_array(PyObject *o, Py_buffer *view, char kind, Py_ssize_t need, c
 }
 
 /* feed(buf, offsets, caplens, wirelens, ts, linktypes, start, end, frame0, input, shard,
- *      nshards, slow) -> (decoded, tmin, tmax) for the packets taken here; for every other
- * frame i of start..end, in order: slow(buf, frame0 + i, offset, caplen, wirelen, ts, lt). */
+ *      nshards, slow, dns) -> (decoded, tmin, tmax) for the packets taken here; for every
+ * other frame i of start..end, in order: slow(buf, frame0 + i, offset, caplen, wirelen, ts, lt).
+ * An unfragmented UDP datagram to or from port 53 is tracked here (when this shard owns it)
+ * and then handed to dns(src, dst, sport, dport, frame, ts, ttl, ipid, df, payload, owned). */
 static PyObject *Table_feed(Table *t, PyObject *args) {
-    PyObject *bufo, *offo, *capo, *wlo, *tso, *lto, *slow;
+    PyObject *bufo, *offo, *capo, *wlo, *tso, *lto, *slow, *dns;
     Py_ssize_t start, end;
     long long frame0, input, shard, nshards;
-    if (!PyArg_ParseTuple(args, "OOOOOOnnLLLLO", &bufo, &offo, &capo, &wlo, &tso, &lto, &start,
-                          &end, &frame0, &input, &shard, &nshards, &slow))
+    if (!PyArg_ParseTuple(args, "OOOOOOnnLLLLOO", &bufo, &offo, &capo, &wlo, &tso, &lto, &start,
+                          &end, &frame0, &input, &shard, &nshards, &slow, &dns))
         return NULL;
     if (start < 0 || end < start || nshards < 1) {
         PyErr_SetString(PyExc_ValueError, "bad range or shard count");
@@ -976,7 +982,8 @@ static PyObject *Table_feed(Table *t, PyObject *args) {
         Pkt p;
         uint32_t aw = 0, bw = 0;
         /* re-read the buffer each time: the callback cannot move `bytes`, but stay simple */
-        if (!decode_plain(vb.buf, vb.len, offs[i], caps[i], lts[i], &p, &aw, &bw)) {
+        int kind = decode_plain(vb.buf, vb.len, offs[i], caps[i], lts[i], &p, &aw, &bw);
+        if (!kind) {
             PyObject *r = PyObject_CallFunction(slow, "OLLLLdL", bufo, frame0 + (long long)i,
                                                 (long long)offs[i], (long long)caps[i],
                                                 (long long)wls[i], tss[i], (long long)lts[i]);
@@ -984,21 +991,35 @@ static PyObject *Table_feed(Table *t, PyObject *args) {
             Py_DECREF(r);
             continue;
         }
+        int owned = 1;
         if (nshards > 1) {
             uint64_t x = (uint64_t)(aw ^ bw) * SHARD_MULT;
-            if ((long long)((x >> 16) % (uint64_t)nshards) != shard) continue;
+            owned = (long long)((x >> 16) % (uint64_t)nshards) == shard;
+            if (!owned && kind == 1) continue;
         }
         p.frame = frame0 + i;
         p.ts = tss[i];
         p.input = input;
-        if (decoded == 0) {
-            tmin = tmax = p.ts;
-        } else {
-            if (p.ts < tmin) tmin = p.ts;
-            if (p.ts > tmax) tmax = p.ts;
+        if (owned) {
+            if (decoded == 0) {
+                tmin = tmax = p.ts;
+            } else {
+                if (p.ts < tmin) tmin = p.ts;
+                if (p.ts > tmax) tmax = p.ts;
+            }
+            decoded++;
+            if (observe(t, &p) < 0) { err = 1; break; }
         }
-        decoded++;
-        if (observe(t, &p) < 0) { err = 1; break; }
+        if (kind == 2) {
+            PyObject *r = PyObject_CallFunction(
+                dns, "y#y#iiLdLLOy#O", (const char *)p.src, (Py_ssize_t)p.alen,
+                (const char *)p.dst, (Py_ssize_t)p.alen, (int)p.sport, (int)p.dport,
+                (long long)p.frame, p.ts, (long long)p.ttl, (long long)p.ipid,
+                p.df ? Py_True : Py_False, (const char *)p.payload, p.plen,
+                owned ? Py_True : Py_False);
+            if (!r) { err = 1; break; }
+            Py_DECREF(r);
+        }
     }
     PyBuffer_Release(&vb); PyBuffer_Release(&vo); PyBuffer_Release(&vc); PyBuffer_Release(&vw);
     PyBuffer_Release(&vt); PyBuffer_Release(&vl);

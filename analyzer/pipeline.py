@@ -153,7 +153,8 @@ class Analyzer:
         offs, caps, wls, tss, lts = (np.ascontiguousarray(a) for a in batch.arrays())
         k, nshards = self.settings.shard
         n, tmin, tmax = table.feed(batch.buf, offs, caps, wls, tss, lts, start, end,
-                                   batch.first_frame, self._input, k, nshards, self._frame)
+                                   batch.first_frame, self._input, k, nshards, self._frame,
+                                   self._dns_udp)
         if n:
             self.native_packets += n
             self.stats.decoded += n
@@ -200,6 +201,18 @@ class Analyzer:
         offsets, caplens, wirelens, tss, linktypes = lists
         self._frame(batch.buf, batch.first_frame + i, offsets[i], caplens[i], wirelens[i], tss[i],
                     linktypes[i])
+
+    def _dns_udp(self, src: bytes, dst: bytes, sport: int, dport: int, frame: int, ts: float,
+                 ttl: int, ipid: int, df: bool, payload: bytes, owned: bool) -> None:
+        """A UDP datagram to or from port 53 that the C table decoded (and tracked if owned):
+        what :meth:`_frame` does after ``table.observe`` for such a packet."""
+        try:
+            self.dns.on_udp(src, dst, sport, dport, frame, ts, self._input, ttl, ipid, df, payload)
+        except Exception:
+            if self.settings.strict:
+                raise
+            if owned:
+                self.stats.skip("dns_error")
 
     def _frame(self, buf: bytes, frame: int, offset: int, caplen: int, wirelen: int, ts: float,
                lt: int) -> None:

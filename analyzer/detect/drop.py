@@ -151,7 +151,6 @@ def _udp(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
     is_vpn = info.ident.target in VPN_TARGETS
     if not (is_quic or is_vpn):
         return []
-    lad = _udp_ladder(flow, info)
     # a VPN flow counts here only when its client handshake went unanswered
     is_vpn_handshake = is_vpn and info.ident.handshake_answered is False
     if not (is_quic or is_vpn_handshake) and s.packets == 0:
@@ -167,14 +166,16 @@ def _udp(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
                    for i, p in enumerate(c.payloads[:6]))
         strength = 0.5 + 0.05 * min(4, c.packets - 2)
         return [_finding(flow, info, trig, ("handshake_unanswered",), ev, strength,
-                         (f"{c.packets} datagrams over {c.last_ts - c.first_ts:.1f}s, none back",), lad)]
+                         (f"{c.packets} datagrams over {c.last_ts - c.first_ts:.1f}s, none back",),
+                         _udp_ladder(flow, info))]
     if is_vpn and s.packets > 0 and c.unanswered >= th.stall_packets \
             and c.last_ts - c.unanswered_since >= th.stall_seconds:
         ev = (Evidence(c.last[0] if c.last else flow.first_frame, c.last_ts,
                        f"{c.unanswered} client packets since {c.last_ts - c.unanswered_since:.1f}s without answer",
                        flow.input),)
         return [_finding(flow, info, Trigger.PROTOCOL, ("tunnel_stalled",), ev, 0.4,
-                         ("the tunnel worked, then the server side went silent",), lad)]
+                         ("the tunnel worked, then the server side went silent",),
+                         _udp_ladder(flow, info))]
     return []
 
 

@@ -377,15 +377,29 @@ class DnsTracker:
                 self._touch(txn, pkt.ts)
                 return
 
+    def on_udp(self, src: bytes, dst: bytes, sport: int, dport: int, frame: int, ts: float,
+               input_idx: int, ttl: int, ipid: int, df: bool, payload: bytes) -> None:
+        """:meth:`on_packet` for an unfragmented UDP datagram to or from port 53, given by its
+        fields (the C flow table decodes these itself)."""
+        if payload:
+            self._message_at(src, sport, dst, dport, frame, ts, input_idx, ttl, ipid, df,
+                             payload, "udp")
+
     def _message(self, pkt: Packet, msg: bytes, transport: str) -> None:
+        self._message_at(pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.frame, pkt.ts, pkt.input,
+                         pkt.ttl, pkt.ipid, pkt.df, msg, transport)
+
+    def _message_at(self, src: bytes, sport: int, dst: bytes, dport: int, frame: int, ts: float,
+                    input_idx: int, ttl: int, ipid: int, df: bool, msg: bytes,
+                    transport: str) -> None:
         try:
             m = parse_dns(msg)
         except DecodeError as exc:
             self._count(exc.reason)
             return
         self.messages += 1
-        if pkt.sport != pkt.dport:
-            to_server = pkt.dport == DNS_PORT
+        if sport != dport:
+            to_server = dport == DNS_PORT
         else:
             to_server = not m.qr
         anomalies = m.anomalies
@@ -393,25 +407,24 @@ class DnsTracker:
             anomalies = anomalies + ("qr_mismatch",)
         fp = fingerprint(msg)
         if to_server:
-            flow: FlowKey = (pkt.src, pkt.sport, pkt.dst, pkt.dport, transport)
-            q = DnsQuery(pkt.frame, pkt.ts, pkt.input, pkt.ttl, pkt.ipid, pkt.df, m.flags,
-                         anomalies, fp, len(msg))
-            txn = self._txn(flow, m, pkt.ts, want_query=False)
+            flow: FlowKey = (src, sport, dst, dport, transport)
+            q = DnsQuery(frame, ts, input_idx, ttl, ipid, df, m.flags, anomalies, fp, len(msg))
+            txn = self._txn(flow, m, ts, want_query=False)
             if len(txn.queries) < MAX_QUERIES_PER_TXN:
                 txn.queries.append(q)
             else:
                 txn.dropped += 1
             return
-        flow = (pkt.dst, pkt.dport, pkt.src, pkt.sport, transport)
-        r = DnsResponse(pkt.frame, pkt.ts, pkt.input, pkt.ttl, pkt.ipid, pkt.df, m.flags,
+        flow = (dst, dport, src, sport, transport)
+        r = DnsResponse(frame, ts, input_idx, ttl, ipid, df, m.flags,
                         m.rcode, m.answers[:MAX_ANSWERS_PER_RESPONSE], len(m.authority),
                         anomalies, fp, len(msg))
-        txn = self._txn(flow, m, pkt.ts, want_query=True)
+        txn = self._txn(flow, m, ts, want_query=True)
         if len(txn.responses) < MAX_RESPONSES_PER_TXN:
             txn.responses.append(r)
         else:
             txn.dropped += 1
-        self._resolver(pkt.src).add(r)
+        self._resolver(src).add(r)
         self._learn_names(txn.key[6], r.answers)
 
     # --- transactions -----------------------------------------------------------------------
