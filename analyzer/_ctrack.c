@@ -116,6 +116,8 @@ typedef struct {
     size_t cl_head, cl_len, cl_cap;
     CFlow **reused;
     size_t nreused, cap_reused;
+    CFlow **drain; /* flows being flushed (begin_flush / next_flushed) */
+    size_t ndrain, drain_pos;
     int64_t created, evicted;
 } Table;
 
@@ -1078,31 +1080,66 @@ static int by_seq(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* FlowTable.flush: reused flows, then every flow in creation order; the table is emptied */
-static PyObject *Table_flush(Table *t, PyObject *Py_UNUSED(ignored)) {
-    PyObject *out = PyList_New(0);
-    if (!out) return NULL;
-    size_t n = t->count, k = 0;
-    CFlow **all = PyMem_Malloc((n ? n : 1) * sizeof(CFlow *));
-    if (!all) { Py_DECREF(out); return PyErr_NoMemory(); }
-    for (CFlow *f = t->head; f; f = f->next) all[k++] = f;
-    qsort(all, n, sizeof(CFlow *), by_seq);
-    while (t->cl_len) flow_release(closing_pop(t));
-    int err = 0;
-    size_t nr = t->nreused;
-    t->nreused = 0;
-    for (size_t i = 0; i < nr; i++) {
-        if (!err && hand_out(t, t->reused[i], out) < 0) err = 1;
-        else if (err) { t->reused[i]->handed_out = 0; flow_release(t->reused[i]); }
+/* FlowTable.flush, one flow at a time so that the C and Python copies of every remaining
+ * flow never exist at once: begin_flush() takes every flow out of the table (the reused ones,
+ * then the rest in creation order), next_flushed() hands them out one by one (None: done). */
+static void drain_clear(Table *t) {
+    for (size_t i = t->drain_pos; i < t->ndrain; i++) {
+        t->drain[i]->handed_out = 0;
+        flow_release(t->drain[i]);
     }
-    for (size_t i = 0; i < n; i++) {
+    PyMem_Free(t->drain);
+    t->drain = NULL;
+    t->ndrain = t->drain_pos = 0;
+}
+
+static PyObject *Table_begin_flush(Table *t, PyObject *Py_UNUSED(ignored)) {
+    drain_clear(t);
+    size_t n = t->count, nr = t->nreused, k = 0;
+    CFlow **all = PyMem_Malloc((n + nr ? n + nr : 1) * sizeof(CFlow *));
+    if (!all) return PyErr_NoMemory();
+    for (size_t i = 0; i < nr; i++) all[k++] = t->reused[i]; /* handed_out already */
+    t->nreused = 0;
+    for (CFlow *f = t->head; f; f = f->next) all[k++] = f;
+    qsort(all + nr, n, sizeof(CFlow *), by_seq);
+    for (size_t i = nr; i < k; i++) {
         table_remove(t, all[i]);
         all[i]->handed_out = 1;
-        if (!err && hand_out(t, all[i], out) < 0) err = 1;
-        else if (err) { all[i]->handed_out = 0; flow_release(all[i]); }
     }
-    PyMem_Free(all);
-    if (err) { Py_DECREF(out); return NULL; }
+    while (t->cl_len) flow_release(closing_pop(t));
+    t->drain = all;
+    t->ndrain = k;
+    t->drain_pos = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Table_next_flushed(Table *t, PyObject *Py_UNUSED(ignored)) {
+    if (t->drain_pos >= t->ndrain) {
+        drain_clear(t);
+        Py_RETURN_NONE;
+    }
+    CFlow *f = t->drain[t->drain_pos++];
+    PyObject *o = flow_object(t, f);
+    f->handed_out = 0;
+    flow_release(f);
+    return o;
+}
+
+/* every flow at once (tests; the pipeline drains one by one) */
+static PyObject *Table_flush(Table *t, PyObject *Py_UNUSED(ignored)) {
+    PyObject *r = Table_begin_flush(t, NULL);
+    if (!r) return NULL;
+    Py_DECREF(r);
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (;;) {
+        PyObject *o = Table_next_flushed(t, NULL);
+        if (!o) { Py_DECREF(out); return NULL; }
+        if (o == Py_None) { Py_DECREF(o); break; }
+        int rc = PyList_Append(out, o);
+        Py_DECREF(o);
+        if (rc < 0) { Py_DECREF(out); return NULL; }
+    }
     return out;
 }
 
@@ -1140,6 +1177,7 @@ static int Table_init(Table *t, PyObject *args, PyObject *kw) {
 }
 
 static void Table_dealloc(Table *t) {
+    drain_clear(t);
     /* the closing queue first (its flows may be in the table or the reused list), then the
      * reused list, then the table: each flow is freed exactly once */
     for (size_t i = 0; i < t->cl_len; i++) {
@@ -1179,6 +1217,10 @@ static PyMethodDef Table_methods[] = {
     {"attach_icmp", (PyCFunction)Table_attach_icmp, METH_O, "Attach an ICMP error to its flow."},
     {"expire", (PyCFunction)Table_expire, METH_O, "Flows that are over at capture time `now`."},
     {"flush", (PyCFunction)Table_flush, METH_NOARGS, "Every flow; the table is emptied."},
+    {"begin_flush", (PyCFunction)Table_begin_flush, METH_NOARGS,
+     "Take every flow out of the table, to be handed out by next_flushed()."},
+    {"next_flushed", (PyCFunction)Table_next_flushed, METH_NOARGS,
+     "The next flushed flow, or None when all were handed out."},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef Table_getset[] = {

@@ -414,7 +414,7 @@ class Analyzer:
 
     def flush_input(self) -> None:
         """Finish every flow and DNS transaction of the current input (findings collected)."""
-        for flow in self.table.flush():
+        for flow in self._flushed():
             self._finish_flow(flow)
         for txn in self.dns.flush():
             self._finish_dns(txn)
@@ -433,6 +433,17 @@ class Analyzer:
                 else:
                     self.stats.skip(reason, n)
         self.frags.counts.clear()
+
+    def _flushed(self) -> Iterator[Flow]:
+        """Every remaining flow (FlowTable.flush order); the C table hands them out one at a
+        time, so that a flow's C and Python copies are not all alive at once."""
+        table = self.table
+        if isinstance(table, FlowTable):
+            yield from table.flush()
+            return
+        table.begin_flush()
+        while (flow := table.next_flushed()) is not None:
+            yield flow
 
     def decide_input(self, findings: list[Finding], ctx: Context) -> list[Verdict]:
         """Decide the verdicts of the current input from its findings and cross-flow controls
