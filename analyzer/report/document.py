@@ -52,8 +52,9 @@ def flow_dict(f: FlowRecord) -> dict[str, Any]:
             "last_ts": _ts(f.last_ts), "outcome": f.outcome}
 
 
-def to_document(result: Result, flows: str = "all") -> dict[str, Any]:
-    """``flows``: "all", "interfered" (flows with a verdict or not ok) or "none"."""
+def to_document(result: Result, flows: str = "all", with_verdicts: bool = True) -> dict[str, Any]:
+    """``flows``: "all", "interfered" (flows with a verdict or not ok) or "none";
+    ``with_verdicts=False`` leaves the verdict list empty (streaming writers add it)."""
     st = result.stats
     flow_list = [flow_dict(f) for f in _sorted_records(result, flows)]
     return {
@@ -62,7 +63,7 @@ def to_document(result: Result, flows: str = "all") -> dict[str, Any]:
         "inputs": [{"path": i.path, "packets": i.packets, "linktype": i.linktype,
                     "format": i.format, "first_ts": _ts(i.first_ts), "last_ts": _ts(i.last_ts)}
                    for i in result.inputs],
-        "verdicts": [verdict_dict(v) for v in result.verdicts],
+        "verdicts": [verdict_dict(v) for v in result.verdicts] if with_verdicts else [],
         "flows": flow_list,
         "stats": {"packets": st.packets, "decoded": st.decoded,
                   "skipped": dict(sorted(st.skipped.items())), "flows": st.flows,
@@ -119,10 +120,20 @@ def _flow_text(rec: FlowRecord) -> str:
 def write_json(result: Result, out: TextIO, flows: str = "all") -> None:
     """Write the JSON document, flow by flow, without building it in memory: the text is the
     same as ``render_json(to_document(result, flows))`` (tests/core/test_cli.py)."""
-    head = to_document(result, "none")
+    head = to_document(result, "none", with_verdicts=False)
     out.write("{\n")
-    for key in ("schema", "tool", "inputs", "verdicts"):
+    for key in ("schema", "tool", "inputs"):
         out.write(f'  "{key}": {_nested(head[key], 1)},\n')
+    # verdicts one at a time: thousands of them with their ladders as one string was the
+    # run's memory peak
+    if not result.verdicts:
+        out.write('  "verdicts": [],\n')
+    else:
+        out.write('  "verdicts": [\n')
+        last_v = len(result.verdicts) - 1
+        for i, v in enumerate(result.verdicts):
+            out.write("    " + _nested(verdict_dict(v), 2) + (",\n" if i < last_v else "\n"))
+        out.write("  ],\n")
     recs = _sorted_records(result, flows)
     if not recs:
         out.write('  "flows": [],\n')

@@ -118,14 +118,16 @@ def test_streamed_json_is_the_rendered_document() -> None:
     from analyzer.report import render_json, render_jsonl
     from analyzer.report.document import to_document, write_json, write_jsonl
 
-    for cap in sorted(CAPTURES.glob("*.pcap"))[:6] + [DATA / "multi-if.pcapng"]:
-        result = analyze_files([str(cap)])
+    every = [str(p) for p in sorted(CAPTURES.glob("*.pcap"))]
+    for caps in [[str(c)] for c in every[:6]] + [[str(DATA / "multi-if.pcapng")], every]:
+        result = analyze_files(caps)
         for mode in ("all", "interfered", "none"):
             a, b = io.StringIO(), io.StringIO()
             write_json(result, a, mode)
             write_jsonl(result, b, mode)
             assert a.getvalue() == render_json(to_document(result, mode))
             assert b.getvalue() == render_jsonl(to_document(result, mode))
+    assert len(result.verdicts) > 5  # the last document streams many verdicts
 
 
 def test_all_captures_at_once_validate_against_the_schema() -> None:
