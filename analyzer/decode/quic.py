@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Optional
 
 from cryptography.exceptions import InvalidTag
@@ -37,6 +38,8 @@ __all__ = [
     "QUIC_VERSION_1",
     "QUIC_VERSION_2",
     "QUIC_VERSION_DRAFT_29",
+    "KEYED_VERSIONS_WIRE",
+    "HEADER_FORM_BIT",
     "QuicInitial",
     "QuicLongHeader",
     "InitialKeys",
@@ -54,6 +57,12 @@ QUIC_VERSION_NEGOTIATION: Final = 0x00000000  # RFC 9000 §17.2.1
 QUIC_VERSION_1: Final = 0x00000001  # RFC 9000
 QUIC_VERSION_2: Final = 0x6B3343CF  # RFC 9369
 QUIC_VERSION_DRAFT_29: Final = 0xFF00001D  # draft-ietf-quic-tls-29
+
+#: The Version field (as on the wire) of the versions whose Initial keys are known: any other
+#: datagram is not a client Initial that :func:`parse_quic_initial` can decrypt.
+KEYED_VERSIONS_WIRE: Final = frozenset(
+    v.to_bytes(4, "big") for v in (QUIC_VERSION_1, QUIC_VERSION_2, QUIC_VERSION_DRAFT_29)
+)
 
 #: initial_salt (RFC 9001 §5.2).
 INITIAL_SALT_V1: Final = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
@@ -254,7 +263,14 @@ def derive_client_initial_keys(
     salt = _salt_for(version)
     if salt is None:
         return None
-    initial_secret = _hkdf_extract(salt, bytes(dcid))
+    return _initial_keys(bytes(dcid), salt, version, server)
+
+
+# The Initials of one connection (retransmissions, a ClientHello over two datagrams) share the
+# DCID: derive their keys once. Pure, so a bounded cache.
+@lru_cache(maxsize=1024)
+def _initial_keys(dcid: bytes, salt: bytes, version: int, server: bool) -> InitialKeys:
+    initial_secret = _hkdf_extract(salt, dcid)
     secret = _hkdf_expand_label(
         initial_secret, LABEL_SERVER_IN if server else LABEL_CLIENT_IN, INITIAL_SECRET_LENGTH
     )
@@ -353,8 +369,40 @@ def parse_long_header(datagram: bytes) -> Optional[QuicLongHeader]:
 
 
 def is_quic_long_header(datagram: bytes) -> bool:
-    """Whether ``datagram`` starts with a syntactically valid QUIC long header."""
-    return parse_long_header(datagram) is not None
+    """Whether ``datagram`` starts with a syntactically valid QUIC long header.
+
+    The same checks as :func:`parse_long_header` (whose result is not None exactly when this
+    is True), without building the header: it is asked once per datagram.
+    """
+    data = bytes(datagram)
+    n = len(data)
+    if n < MIN_LONG_HEADER_LENGTH:
+        return False
+    first = data[0]
+    if not first & HEADER_FORM_BIT:
+        return False
+    dcid_len = data[1 + VERSION_LENGTH]
+    pos = 2 + VERSION_LENGTH + dcid_len
+    if pos >= n:  # the SCID length byte must follow
+        return False
+    scid_len = data[pos]
+    pos += 1 + scid_len
+    if pos > n:
+        return False
+    version = int.from_bytes(data[1:1 + VERSION_LENGTH], "big")
+    if _salt_for(version) is None:
+        return True  # other versions: no length limits, no fields decoded after the CIDs
+    if dcid_len > MAX_CONNECTION_ID_LENGTH_V1 or scid_len > MAX_CONNECTION_ID_LENGTH_V1:
+        return False
+    ptype = _packet_type(version, first)
+    if ptype == PACKET_TYPE_INITIAL:
+        token = decode_varint(data, pos)
+        if token is None or token[1] + token[0] > n:
+            return False
+        return decode_varint(data, token[1] + token[0]) is not None
+    if ptype in (PACKET_TYPE_0RTT, PACKET_TYPE_HANDSHAKE):
+        return decode_varint(data, pos) is not None
+    return True
 
 
 def quic_version(datagram: bytes) -> Optional[int]:
@@ -576,6 +624,13 @@ def parse_quic_initial(datagram: bytes) -> Optional[QuicInitial]:
     Returns ``None`` when the datagram is not such a packet or does not decrypt.
     """
     data = bytes(datagram)
+    # Cheap rejection of what cannot be a client Initial of a version we can decrypt (most
+    # UDP datagrams): the header checks below would reach the same None.
+    if len(data) < MIN_LONG_HEADER_LENGTH or not data[0] & HEADER_FORM_BIT:
+        return None
+    version = int.from_bytes(data[1:1 + VERSION_LENGTH], "big")
+    if _salt_for(version) is None or _packet_type(version, data[0]) != PACKET_TYPE_INITIAL:
+        return None
     try:
         first = _parse_long_header(data, 0)
     except _Bad:

@@ -25,10 +25,11 @@ from __future__ import annotations
 import struct
 
 from dataclasses import dataclass
-from typing import Callable, Final, Optional, TypeVar
+from typing import Callable, Final, NamedTuple, Optional
 
 __all__ = [
     "ClientHello",
+    "HelloTrigger",
     "ServerHello",
     "TlsAlert",
     "STATUS_COMPLETE",
@@ -37,6 +38,7 @@ __all__ = [
     "parse_client_hello",
     "parse_client_hello_handshake",
     "client_hello_status",
+    "client_hello_trigger",
     "client_hello_handshake_status",
     "parse_server_hello",
     "server_hello_status",
@@ -177,7 +179,14 @@ class TlsAlert:
     record_version: int
 
 
-# --- Internal reader -----------------------------------------------------------------------
+# --- Internal decoding ---------------------------------------------------------------------
+#
+# The decoders below walk the bytes in one pass with plain index arithmetic: the ClientHello
+# is decoded for every TLS flow, and a cursor object with one method call per field cost
+# several times more (profiled). Every read keeps the two checks of the wire format: a read
+# past the end that a length field declared means the length lied (``_Malformed``); a read past
+# the available bytes but within the declared end means the input is a prefix
+# (``_Truncated``). ``_fail`` picks between them once a read does not fit.
 
 
 class _Truncated(Exception):
@@ -188,77 +197,15 @@ class _Malformed(Exception):
     """The data contradicts the wire format."""
 
 
-class _Reader:
-    """Cursor over ``buf`` for one structure whose declared end is ``limit``.
-
-    Reading past ``limit`` means a length field lied (``_Malformed``); reading past the end of
-    the available bytes but within ``limit`` means the input is a prefix (``_Truncated``).
-    """
-
-    __slots__ = ("_buf", "_pos", "_limit")
-
-    def __init__(self, buf: bytes, pos: int, limit: int) -> None:
-        self._buf = buf
-        self._pos = pos
-        self._limit = limit
-
-    @property
-    def remaining(self) -> int:
-        """Declared bytes left in this structure."""
-        return self._limit - self._pos
-
-    def at_end(self) -> bool:
-        return self._pos >= self._limit
-
-    def _take(self, n: int) -> bytes:
-        end = self._pos + n
-        if end > self._limit:
-            raise _Malformed
-        if end > len(self._buf):
-            raise _Truncated
-        out = self._buf[self._pos:end]
-        self._pos = end
-        return out
-
-    def uint(self, n: int) -> int:
-        return int.from_bytes(self._take(n), "big")
-
-    def raw(self, n: int) -> bytes:
-        return self._take(n)
-
-    def vector(self, length_size: int, min_len: int = 0, max_len: Optional[int] = None) -> _Reader:
-        """Read a length prefix and return a reader over the vector; advance past it."""
-        length = self.uint(length_size)
-        if length < min_len or (max_len is not None and length > max_len):
-            raise _Malformed
-        start = self._pos
-        end = start + length
-        if end > self._limit:
-            raise _Malformed
-        self._pos = end
-        return _Reader(self._buf, start, end)
-
-    def rest(self) -> bytes:
-        """The remaining declared bytes (all of them must be available)."""
-        return self._take(self._limit - self._pos)
+def _fail(end: int, limit: int) -> Exception:
+    """The error for a read ending at ``end`` that does not fit: past the declared ``limit``
+    means the length lied, otherwise the available bytes ran out."""
+    return _Malformed() if end > limit else _Truncated()
 
 
-_T = TypeVar("_T")
-
-
-_UINT_FORMATS = {1: "B", 2: "H"}
-
-
-def _uint_list(r: _Reader, size: int) -> tuple[int, ...]:
-    fmt = _UINT_FORMATS.get(size)
-    if fmt is not None and r.remaining % size == 0:
-        # one struct call for the whole vector (cipher suites, groups...): the hot case
-        data = r.raw(r.remaining)
-        return struct.unpack(f"!{len(data) // size}{fmt}", data)
-    out: list[int] = []
-    while not r.at_end():
-        out.append(r.uint(size))
-    return tuple(out)
+def _u16s(buf: bytes, start: int, length: int) -> tuple[int, ...]:
+    """``length`` bytes at ``start`` as big-endian uint16 values (``length`` is even)."""
+    return struct.unpack_from(f"!{length >> 1}H", buf, start)
 
 
 def decode_wire_text(raw: bytes) -> str:
@@ -267,13 +214,6 @@ def decode_wire_text(raw: bytes) -> str:
 
 
 # --- Record layer reassembly ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Reassembly:
-    message: bytes  # handshake bytes gathered (may be a prefix of the first message)
-    records: int  # handshake records that contributed
-    malformed: bool  # the record layer itself is not TLS
 
 
 def _plausible_partial_header(head: bytes) -> bool:
@@ -291,172 +231,345 @@ def _plausible_partial_header(head: bytes) -> bool:
     return True
 
 
-def _reassemble_first_message(stream: bytes) -> _Reassembly:
-    """Concatenate handshake record fragments until the first message is whole or data ends."""
+def _reassemble_first_message(stream: bytes) -> Optional[tuple[bytes, int]]:
+    """Concatenate handshake record fragments until the first message is whole or data ends.
+
+    Returns ``(message, records)``: the handshake bytes gathered (a prefix of the first message
+    when data ends early) and how many handshake records contributed; ``None`` when the record
+    layer itself is not TLS.
+    """
     parts: list[bytes] = []
     have = 0
     records = 0
-    need: Optional[int] = None  # total bytes of the first message once its header is known
+    need = -1  # total bytes of the first message once its header is known
     pos = 0
     n = len(stream)
     while pos < n:
-        if need is not None and have >= need:
+        if need >= 0 and have >= need:
             break
         if n - pos < RECORD_HEADER_LENGTH:
-            ok = _plausible_partial_header(stream[pos:])
-            return _Reassembly(b"".join(parts), records, not ok)
-        ctype = stream[pos]
-        version = (stream[pos + 1] << 8) | stream[pos + 2]
+            if not _plausible_partial_header(stream[pos:]):
+                return None
+            break
+        start = pos + RECORD_HEADER_LENGTH
         length = (stream[pos + 3] << 8) | stream[pos + 4]
-        if ctype != CONTENT_TYPE_HANDSHAKE:
-            return _Reassembly(b"".join(parts), records, True)
-        if not PROTOCOL_VERSION_SSL3 <= version <= PROTOCOL_VERSION_TLS13:
-            return _Reassembly(b"".join(parts), records, True)
-        if length == 0 or length > MAX_CIPHERTEXT_LENGTH:
+        if (
+            stream[pos] != CONTENT_TYPE_HANDSHAKE
+            or not PROTOCOL_VERSION_SSL3 <= ((stream[pos + 1] << 8) | stream[pos + 2])
+            <= PROTOCOL_VERSION_TLS13
             # Zero-length handshake fragments MUST NOT be sent (RFC 8446 §5.1).
-            return _Reassembly(b"".join(parts), records, True)
-        fragment = stream[pos + RECORD_HEADER_LENGTH:pos + RECORD_HEADER_LENGTH + length]
+            or length == 0
+            or length > MAX_CIPHERTEXT_LENGTH
+        ):
+            return None
+        fragment = stream[start:start + length]
+        pos = start + length
+        records += 1
+        if not parts:
+            have = len(fragment)
+            if have >= HANDSHAKE_HEADER_LENGTH:
+                need = HANDSHAKE_HEADER_LENGTH + int.from_bytes(fragment[1:4], "big")
+                if have >= need:
+                    # the common case: the first record holds the whole message
+                    return fragment[:need], records
+            parts.append(fragment)
+            continue
         parts.append(fragment)
         have += len(fragment)
-        records += 1
-        pos += RECORD_HEADER_LENGTH + length
-        if need is None and have >= HANDSHAKE_HEADER_LENGTH:
-            head = b"".join(parts)[:HANDSHAKE_HEADER_LENGTH]
-            need = HANDSHAKE_HEADER_LENGTH + int.from_bytes(head[1:4], "big")
+        if need < 0 and have >= HANDSHAKE_HEADER_LENGTH:
+            need = HANDSHAKE_HEADER_LENGTH + int.from_bytes(b"".join(parts)[1:4], "big")
     message = b"".join(parts)
-    if need is not None:
+    if need >= 0:
         message = message[:need]
-    return _Reassembly(message, records, False)
+    return message, records
 
 
 # --- ClientHello ---------------------------------------------------------------------------
+#
+# Extension contents are decoded leniently: malformed contents give the field's default.
+# Each helper reads the contents at ``start`` of an extension whose extension_data length is
+# the two bytes before ``start`` (all of them available) and never raises.
 
 
-def _handshake_body(msg: bytes, msg_type: int, max_len: int) -> _Reader:
-    """Check the handshake header (msg_type, uint24 length) and return a reader on the body."""
-    header = _Reader(msg, 0, HANDSHAKE_HEADER_LENGTH)
-    if header.uint(1) != msg_type:
-        raise _Malformed
-    length = header.uint(3)
-    if length > max_len:
-        raise _Malformed
-    return _Reader(msg, HANDSHAKE_HEADER_LENGTH, HANDSHAKE_HEADER_LENGTH + length)
-
-
-def _check_legacy_version(r: _Reader) -> int:
-    major = r.uint(1)
-    if major != PROTOCOL_VERSION_MAJOR:
-        raise _Malformed
-    minor = r.uint(1)
-    return (major << 8) | minor
-
-
-def _lenient(parse: Callable[[_Reader], _T], data: bytes, default: _T) -> _T:
-    """Decode one extension's contents; malformed contents give ``default``."""
-    try:
-        return parse(_Reader(data, 0, len(data)))
-    except (_Truncated, _Malformed):
-        return default
-
-
-def _parse_server_name(r: _Reader) -> Optional[bytes]:
-    names = r.vector(2, min_len=1)
-    while not names.at_end():
-        name_type = names.uint(1)
-        name = names.vector(2).rest()
-        if name_type == SERVER_NAME_TYPE_HOST_NAME:
-            return name
+def _ext_server_name(buf: bytes, start: int) -> Optional[bytes]:
+    """First host_name of a server_name extension (RFC 6066 §3)."""
+    end = start + ((buf[start - 2] << 8) | buf[start - 1])
+    if start + 2 > end:
+        return None
+    length = (buf[start] << 8) | buf[start + 1]
+    stop = start + 2 + length
+    if length < 1 or stop > end:
+        return None
+    pos = start + 2
+    while pos < stop:
+        # name_type(1) + HostName length(2)
+        if pos + 3 > stop:
+            return None
+        name_end = pos + 3 + ((buf[pos + 1] << 8) | buf[pos + 2])
+        if name_end > stop:
+            return None
+        if buf[pos] == SERVER_NAME_TYPE_HOST_NAME:
+            return buf[pos + 3:name_end]
+        pos = name_end
     return None
 
 
-def _parse_alpn(r: _Reader) -> tuple[str, ...]:
-    names = r.vector(2)
+def _ext_alpn(buf: bytes, start: int) -> tuple[str, ...]:
+    """ProtocolNameList of an ALPN extension (RFC 7301 §3.1)."""
+    end = start + ((buf[start - 2] << 8) | buf[start - 1])
+    if start + 2 > end:
+        return ()
+    stop = start + 2 + ((buf[start] << 8) | buf[start + 1])
+    if stop > end:
+        return ()
     out: list[str] = []
-    while not names.at_end():
-        out.append(decode_wire_text(names.vector(1).rest()))
+    pos = start + 2
+    while pos < stop:
+        name_end = pos + 1 + buf[pos]
+        if name_end > stop:
+            return ()
+        out.append(buf[pos + 1:name_end].decode("ascii", errors="backslashreplace"))
+        pos = name_end
     return tuple(out)
 
 
-def _parse_u8_vector_of_u16(r: _Reader) -> tuple[int, ...]:
-    return _uint_list(r.vector(1), 2)
+def _ext_u8_vector_of_u16(buf: bytes, start: int) -> tuple[int, ...]:
+    end = start + ((buf[start - 2] << 8) | buf[start - 1])
+    if start + 1 > end:
+        return ()
+    length = buf[start]
+    if start + 1 + length > end or length % CIPHER_SUITE_LENGTH:
+        return ()
+    return _u16s(buf, start + 1, length)
 
 
-def _parse_u16_vector_of_u16(r: _Reader) -> tuple[int, ...]:
-    return _uint_list(r.vector(2), 2)
+def _ext_u16_vector_of_u16(buf: bytes, start: int) -> tuple[int, ...]:
+    end = start + ((buf[start - 2] << 8) | buf[start - 1])
+    if start + 2 > end:
+        return ()
+    length = (buf[start] << 8) | buf[start + 1]
+    if start + 2 + length > end or length % CIPHER_SUITE_LENGTH:
+        return ()
+    return _u16s(buf, start + 2, length)
 
 
-def _parse_u8_vector_of_u8(r: _Reader) -> tuple[int, ...]:
-    return _uint_list(r.vector(1), 1)
+def _ext_u8_vector_of_u8(buf: bytes, start: int) -> tuple[int, ...]:
+    end = start + ((buf[start - 2] << 8) | buf[start - 1])
+    if start + 1 > end:
+        return ()
+    length = buf[start]
+    if start + 1 + length > end:
+        return ()
+    return tuple(buf[start + 1:start + 1 + length])
 
 
-def _parse_key_share_groups(r: _Reader) -> tuple[int, ...]:
-    shares = r.vector(2)
+def _ext_key_share_groups(buf: bytes, start: int) -> tuple[int, ...]:
+    """Groups of the KeyShareEntry list of a ClientHello key_share extension."""
+    end = start + ((buf[start - 2] << 8) | buf[start - 1])
+    if start + 2 > end:
+        return ()
+    stop = start + 2 + ((buf[start] << 8) | buf[start + 1])
+    if stop > end:
+        return ()
     out: list[int] = []
-    while not shares.at_end():
-        out.append(shares.uint(2))
-        shares.vector(2)  # key_exchange
+    pos = start + 2
+    while pos < stop:
+        # group(2) + key_exchange length(2)
+        if pos + 4 > stop:
+            return ()
+        out.append((buf[pos] << 8) | buf[pos + 1])
+        pos += 4 + ((buf[pos + 2] << 8) | buf[pos + 3])
+        if pos > stop:
+            return ()
     return tuple(out)
+
+
+class _ClientHelloLayout(NamedTuple):
+    """Where the fields of a structurally valid ClientHello are (``_walk_client_hello``)."""
+
+    legacy_version: int
+    session_id_len: int
+    suites_at: int  # cipher suites: offset and byte length (even, >= 2)
+    suites_len: int
+    compression_at: int  # compression methods: offset and byte length (>= 1)
+    compression_len: int
+    ext_types: list[int]  # extension types in wire order
+    ext_starts: list[int]  # where each extension's contents begin (length in the 2 bytes before)
+
+
+def _walk_client_hello(msg: bytes) -> _ClientHelloLayout:
+    """Check a handshake message that must be a ClientHello, down to the extension headers;
+    raises ``_Truncated`` on a prefix and ``_Malformed`` on garbage."""
+    n = len(msg)
+    # Handshake header: msg_type, uint24 length.
+    if n < 1:
+        raise _Truncated
+    if msg[0] != HANDSHAKE_TYPE_CLIENT_HELLO:
+        raise _Malformed
+    if n < HANDSHAKE_HEADER_LENGTH:
+        raise _Truncated
+    length = (msg[1] << 16) | (msg[2] << 8) | msg[3]
+    if length > MAX_CLIENT_HELLO_LENGTH:
+        raise _Malformed
+    limit = HANDSHAKE_HEADER_LENGTH + length  # declared end of the body
+    avail = n if n < limit else limit  # reads ending past this do not fit
+    # legacy_version: the major byte is checked before the minor byte is read.
+    pos = HANDSHAKE_HEADER_LENGTH
+    if pos + 1 > avail:
+        raise _fail(pos + 1, limit)
+    if msg[pos] != PROTOCOL_VERSION_MAJOR:
+        raise _Malformed
+    # minor version + random + session id length
+    if pos + 3 + RANDOM_LENGTH > avail:
+        raise _fail(pos + 2 if pos + 2 > avail else
+                    pos + 2 + RANDOM_LENGTH if pos + 2 + RANDOM_LENGTH > avail else
+                    pos + 3 + RANDOM_LENGTH, limit)
+    legacy_version = (PROTOCOL_VERSION_MAJOR << 8) | msg[pos + 1]
+    pos += 2 + RANDOM_LENGTH
+    session_id_len = msg[pos]
+    if session_id_len > MAX_SESSION_ID_LENGTH:
+        raise _Malformed
+    pos += 1 + session_id_len
+    if pos > limit:
+        raise _Malformed
+    # cipher_suites <2..2^16-2>
+    if pos + 2 > avail:
+        raise _fail(pos + 2, limit)
+    suites_len = (msg[pos] << 8) | msg[pos + 1]
+    pos += 2
+    if suites_len < CIPHER_SUITE_LENGTH or suites_len > MAX_CIPHER_SUITES_LENGTH:
+        raise _Malformed
+    if pos + suites_len > limit or suites_len % CIPHER_SUITE_LENGTH:
+        raise _Malformed
+    if pos + suites_len > n:
+        raise _Truncated
+    suites_at = pos
+    pos += suites_len
+    # legacy_compression_methods <1..2^8-1>
+    if pos + 1 > avail:
+        raise _fail(pos + 1, limit)
+    comp_len = msg[pos]
+    pos += 1
+    if comp_len < MIN_COMPRESSION_METHODS_LENGTH or pos + comp_len > limit:
+        raise _Malformed
+    if pos + comp_len > n:
+        raise _Truncated
+    comp_at = pos
+    pos += comp_len
+    ext_starts: list[int] = []
+    if pos < limit:
+        if pos + 2 > avail:
+            raise _fail(pos + 2, limit)
+        exts_end = pos + 2 + ((msg[pos] << 8) | msg[pos + 1])
+        if exts_end > limit:
+            raise _Malformed
+        pos += 2
+        exts_avail = n if n < exts_end else exts_end
+        starts_append = ext_starts.append
+        while pos < exts_end:
+            # extension_type(2) + extension_data length(2)
+            if pos + 4 > exts_avail:
+                raise _fail(pos + 2 if pos + 2 > exts_avail else pos + 4, exts_end)
+            data_len = (msg[pos + 2] << 8) | msg[pos + 3]
+            pos += 4
+            starts_append(pos)
+            pos += data_len
+            if pos > exts_avail:
+                raise _fail(pos, exts_end)
+    # Bytes after the extensions block are tolerated (they cannot move the SNI), but must be
+    # there.
+    if limit > n:
+        raise _Truncated
+    ext_types = [(msg[at - 4] << 8) | msg[at - 3] for at in ext_starts]
+    return _ClientHelloLayout(legacy_version, session_id_len, suites_at, suites_len, comp_at,
+                              comp_len, ext_types, ext_starts)
+
+
+# The first extension of each type counts.
+
+
+def _sni_raw(msg: bytes, ext_types: list[int], ext_starts: list[int]) -> Optional[bytes]:
+    if EXT_SERVER_NAME not in ext_types:
+        return None
+    return _ext_server_name(msg, ext_starts[ext_types.index(EXT_SERVER_NAME)])
+
+
+def _alpn(msg: bytes, ext_types: list[int], ext_starts: list[int]) -> tuple[str, ...]:
+    if EXT_APPLICATION_LAYER_PROTOCOL_NEGOTIATION not in ext_types:
+        return ()
+    return _ext_alpn(msg, ext_starts[ext_types.index(EXT_APPLICATION_LAYER_PROTOCOL_NEGOTIATION)])
+
+
+def _ext_field(msg: bytes, ext_types: list[int], ext_starts: list[int], ext_type: int,
+               parse: Callable[[bytes, int], tuple[int, ...]]) -> tuple[int, ...]:
+    if ext_type not in ext_types:
+        return ()
+    return parse(msg, ext_starts[ext_types.index(ext_type)])
 
 
 def _decode_client_hello(msg: bytes, records: int) -> ClientHello:
     """Decode a handshake message that must be a ClientHello; raises on prefix or garbage."""
-    body = _handshake_body(msg, HANDSHAKE_TYPE_CLIENT_HELLO, MAX_CLIENT_HELLO_LENGTH)
-    legacy_version = _check_legacy_version(body)
-    random = body.raw(RANDOM_LENGTH)
-    session_id = body.vector(1, max_len=MAX_SESSION_ID_LENGTH)
-    session_id_len = session_id.remaining
-    suites_r = body.vector(2, min_len=CIPHER_SUITE_LENGTH, max_len=MAX_CIPHER_SUITES_LENGTH)
-    if suites_r.remaining % CIPHER_SUITE_LENGTH:
-        raise _Malformed
-    cipher_suites = _uint_list(suites_r, CIPHER_SUITE_LENGTH)
-    compression = _uint_list(body.vector(1, min_len=MIN_COMPRESSION_METHODS_LENGTH), 1)
-    ext_types: list[int] = []
-    ext_data: dict[int, bytes] = {}
-    if not body.at_end():
-        exts = body.vector(2)
-        while not exts.at_end():
-            ext_type = exts.uint(2)
-            data = exts.vector(2).rest()
-            ext_types.append(ext_type)
-            ext_data.setdefault(ext_type, data)
-    # Bytes after the extensions block are tolerated (they cannot move the SNI).
-    body.rest()
-
-    sni_raw: Optional[bytes] = None
-    if EXT_SERVER_NAME in ext_data:
-        sni_raw = _lenient(_parse_server_name, ext_data[EXT_SERVER_NAME], None)
-    empty: tuple[int, ...] = ()
+    lay = _walk_client_hello(msg)
+    types, starts = lay.ext_types, lay.ext_starts
+    sni_raw = _sni_raw(msg, types, starts)
     return ClientHello(
-        legacy_version=legacy_version,
-        supported_versions=_lenient(
-            _parse_u8_vector_of_u16, ext_data.get(EXT_SUPPORTED_VERSIONS, b""), empty
-        ),
-        cipher_suites=cipher_suites,
-        extensions=tuple(ext_types),
+        legacy_version=lay.legacy_version,
+        supported_versions=_ext_field(msg, types, starts, EXT_SUPPORTED_VERSIONS,
+                                      _ext_u8_vector_of_u16),
+        cipher_suites=_u16s(msg, lay.suites_at, lay.suites_len),
+        extensions=tuple(types),
         sni=None if sni_raw is None else decode_wire_text(sni_raw),
-        alpn=_lenient(
-            _parse_alpn, ext_data.get(EXT_APPLICATION_LAYER_PROTOCOL_NEGOTIATION, b""), ()
-        ),
-        ech=EXT_ENCRYPTED_CLIENT_HELLO in ext_data,
-        esni=EXT_ENCRYPTED_SERVER_NAME in ext_data,
-        session_id_len=session_id_len,
+        alpn=_alpn(msg, types, starts),
+        ech=EXT_ENCRYPTED_CLIENT_HELLO in types,
+        esni=EXT_ENCRYPTED_SERVER_NAME in types,
+        session_id_len=lay.session_id_len,
         sni_raw=sni_raw,
-        random=random,
-        compression_methods=compression,
-        supported_groups=_lenient(
-            _parse_u16_vector_of_u16, ext_data.get(EXT_SUPPORTED_GROUPS, b""), empty
-        ),
-        ec_point_formats=_lenient(
-            _parse_u8_vector_of_u8, ext_data.get(EXT_EC_POINT_FORMATS, b""), empty
-        ),
-        signature_algorithms=_lenient(
-            _parse_u16_vector_of_u16, ext_data.get(EXT_SIGNATURE_ALGORITHMS, b""), empty
-        ),
-        key_share_groups=_lenient(
-            _parse_key_share_groups, ext_data.get(EXT_KEY_SHARE, b""), empty
-        ),
+        random=msg[HANDSHAKE_HEADER_LENGTH + 2:HANDSHAKE_HEADER_LENGTH + 2 + RANDOM_LENGTH],
+        compression_methods=tuple(
+            msg[lay.compression_at:lay.compression_at + lay.compression_len]),
+        supported_groups=_ext_field(msg, types, starts, EXT_SUPPORTED_GROUPS,
+                                    _ext_u16_vector_of_u16),
+        ec_point_formats=_ext_field(msg, types, starts, EXT_EC_POINT_FORMATS,
+                                    _ext_u8_vector_of_u8),
+        signature_algorithms=_ext_field(msg, types, starts, EXT_SIGNATURE_ALGORITHMS,
+                                        _ext_u16_vector_of_u16),
+        key_share_groups=_ext_field(msg, types, starts, EXT_KEY_SHARE, _ext_key_share_groups),
         handshake_length=len(msg) - HANDSHAKE_HEADER_LENGTH,
         record_count=records,
+    )
+
+
+class HelloTrigger(NamedTuple):
+    """What a censor can key on in a ClientHello: the fields of :class:`ClientHello` with the
+    same names (``ech`` and ``esni`` say whether those extensions are present)."""
+
+    sni: Optional[str]
+    alpn: tuple[str, ...]
+    ech: bool
+    esni: bool
+
+
+def client_hello_trigger(stream: bytes) -> tuple[str, Optional[HelloTrigger]]:
+    """Like :func:`client_hello_and_status`, but only the SNI, ALPN and ECH/ESNI flags of the
+    hello: the same checks (the status is the same), without decoding the fingerprint fields
+    (cipher suites, groups, signature algorithms ...). For callers that run once per flow."""
+    re = _reassemble_first_message(bytes(stream))
+    if re is None:
+        return STATUS_NOT_TLS, None
+    msg = re[0]
+    try:
+        lay = _walk_client_hello(msg)
+    except _Truncated:
+        return STATUS_NEED_MORE, None
+    except _Malformed:
+        return STATUS_NOT_TLS, None
+    types = lay.ext_types
+    sni_raw = _sni_raw(msg, types, lay.ext_starts)
+    return STATUS_COMPLETE, HelloTrigger(
+        None if sni_raw is None else decode_wire_text(sni_raw),
+        _alpn(msg, types, lay.ext_starts),
+        EXT_ENCRYPTED_CLIENT_HELLO in types,
+        EXT_ENCRYPTED_SERVER_NAME in types,
     )
 
 
@@ -471,10 +584,9 @@ def _client_hello_from_message(msg: bytes, records: int) -> tuple[str, Optional[
 
 def _client_hello_from_stream(stream: bytes) -> tuple[str, Optional[ClientHello]]:
     re = _reassemble_first_message(stream)
-    if re.malformed:
+    if re is None:
         return STATUS_NOT_TLS, None
-    status, hello = _client_hello_from_message(re.message, re.records)
-    return status, hello
+    return _client_hello_from_message(re[0], re[1])
 
 
 def parse_client_hello(stream: bytes) -> Optional[ClientHello]:
@@ -491,9 +603,20 @@ def client_hello_and_status(stream: bytes) -> tuple[str, Optional[ClientHello]]:
     return _client_hello_from_stream(bytes(stream))
 
 
+def _client_hello_status(msg: bytes) -> str:
+    try:
+        _walk_client_hello(msg)  # decoding the fields after the walk cannot fail
+    except _Truncated:
+        return STATUS_NEED_MORE
+    except _Malformed:
+        return STATUS_NOT_TLS
+    return STATUS_COMPLETE
+
+
 def client_hello_status(stream: bytes) -> str:
     """``"complete"``, ``"need_more"`` (a valid prefix, message incomplete) or ``"not_tls"``."""
-    return _client_hello_from_stream(bytes(stream))[0]
+    re = _reassemble_first_message(bytes(stream))
+    return STATUS_NOT_TLS if re is None else _client_hello_status(re[0])
 
 
 def parse_client_hello_handshake(msg: bytes) -> Optional[ClientHello]:
@@ -507,39 +630,96 @@ def parse_client_hello_handshake(msg: bytes) -> Optional[ClientHello]:
 
 def client_hello_handshake_status(msg: bytes) -> str:
     """Like :func:`client_hello_status` for a raw handshake message (no record layer)."""
-    return _client_hello_from_message(bytes(msg), 0)[0]
+    return _client_hello_status(bytes(msg))
 
 
 # --- ServerHello ---------------------------------------------------------------------------
 
 
-def _decode_server_hello(msg: bytes) -> ServerHello:
-    body = _handshake_body(msg, HANDSHAKE_TYPE_SERVER_HELLO, MAX_SERVER_HELLO_LENGTH)
-    legacy_version = _check_legacy_version(body)
-    random = body.raw(RANDOM_LENGTH)
-    session_id = body.vector(1, max_len=MAX_SESSION_ID_LENGTH)
-    cipher_suite = body.uint(CIPHER_SUITE_LENGTH)
-    compression_method = body.uint(1)
+def _walk_server_hello(msg: bytes) -> tuple[int, int, int, int, list[int], int]:
+    """Check a handshake message that must be a ServerHello; raises ``_Truncated`` on a prefix
+    and ``_Malformed`` on garbage. Returns (legacy_version, session_id_len, cipher_suite,
+    compression_method, extension types, selected_version)."""
+    n = len(msg)
+    # Handshake header: msg_type, uint24 length.
+    if n < 1:
+        raise _Truncated
+    if msg[0] != HANDSHAKE_TYPE_SERVER_HELLO:
+        raise _Malformed
+    if n < HANDSHAKE_HEADER_LENGTH:
+        raise _Truncated
+    length = (msg[1] << 16) | (msg[2] << 8) | msg[3]
+    if length > MAX_SERVER_HELLO_LENGTH:
+        raise _Malformed
+    limit = HANDSHAKE_HEADER_LENGTH + length
+    avail = n if n < limit else limit
+    pos = HANDSHAKE_HEADER_LENGTH
+    if pos + 1 > avail:
+        raise _fail(pos + 1, limit)
+    if msg[pos] != PROTOCOL_VERSION_MAJOR:
+        raise _Malformed
+    # minor version + random + session id length
+    if pos + 3 + RANDOM_LENGTH > avail:
+        raise _fail(pos + 2 if pos + 2 > avail else
+                    pos + 2 + RANDOM_LENGTH if pos + 2 + RANDOM_LENGTH > avail else
+                    pos + 3 + RANDOM_LENGTH, limit)
+    legacy_version = (PROTOCOL_VERSION_MAJOR << 8) | msg[pos + 1]
+    pos += 2 + RANDOM_LENGTH
+    session_id_len = msg[pos]
+    if session_id_len > MAX_SESSION_ID_LENGTH:
+        raise _Malformed
+    pos += 1 + session_id_len
+    if pos > limit:
+        raise _Malformed
+    # cipher_suite(2) + legacy_compression_method(1)
+    if pos + CIPHER_SUITE_LENGTH + 1 > avail:
+        raise _fail(pos + 2 if pos + 2 > avail else pos + 3, limit)
+    cipher_suite = (msg[pos] << 8) | msg[pos + 1]
+    compression_method = msg[pos + 2]
+    pos += 3
     ext_types: list[int] = []
     selected_version = legacy_version
     seen_versions = False
-    if not body.at_end():
-        exts = body.vector(2)
-        while not exts.at_end():
-            ext_type = exts.uint(2)
-            data = exts.vector(2)
+    if pos < limit:
+        if pos + 2 > avail:
+            raise _fail(pos + 2, limit)
+        exts_end = pos + 2 + ((msg[pos] << 8) | msg[pos + 1])
+        if exts_end > limit:
+            raise _Malformed
+        pos += 2
+        exts_avail = n if n < exts_end else exts_end
+        while pos < exts_end:
+            # extension_type(2) + extension_data length(2); the data need not be there yet
+            if pos + 4 > exts_avail:
+                raise _fail(pos + 2 if pos + 2 > exts_avail else pos + 4, exts_end)
+            ext_type = (msg[pos] << 8) | msg[pos + 1]
+            data_end = pos + 4 + ((msg[pos + 2] << 8) | msg[pos + 3])
+            if data_end > exts_end:
+                raise _Malformed
             ext_types.append(ext_type)
             if ext_type == EXT_SUPPORTED_VERSIONS and not seen_versions:
                 seen_versions = True
-                selected_version = data.uint(2)
-    body.rest()
+                if pos + 6 > data_end or pos + 6 > n:
+                    raise _fail(pos + 6, data_end)
+                selected_version = (msg[pos + 4] << 8) | msg[pos + 5]
+            pos = data_end
+    if limit > n:
+        raise _Truncated
+    return (legacy_version, session_id_len, cipher_suite, compression_method, ext_types,
+            selected_version)
+
+
+def _decode_server_hello(msg: bytes) -> ServerHello:
+    legacy_version, session_id_len, cipher_suite, compression_method, ext_types, selected = \
+        _walk_server_hello(msg)
+    random = msg[HANDSHAKE_HEADER_LENGTH + 2:HANDSHAKE_HEADER_LENGTH + 2 + RANDOM_LENGTH]
     return ServerHello(
         legacy_version=legacy_version,
-        selected_version=selected_version,
+        selected_version=selected,
         cipher_suite=cipher_suite,
         hello_retry=random == HELLO_RETRY_REQUEST_RANDOM,
         extensions=tuple(ext_types),
-        session_id_len=session_id.remaining,
+        session_id_len=session_id_len,
         compression_method=compression_method,
         random=random,
     )
@@ -547,10 +727,10 @@ def _decode_server_hello(msg: bytes) -> ServerHello:
 
 def _server_hello_from_stream(stream: bytes) -> tuple[str, Optional[ServerHello]]:
     re = _reassemble_first_message(stream)
-    if re.malformed:
+    if re is None:
         return STATUS_NOT_TLS, None
     try:
-        return STATUS_COMPLETE, _decode_server_hello(re.message)
+        return STATUS_COMPLETE, _decode_server_hello(re[0])
     except _Truncated:
         return STATUS_NEED_MORE, None
     except _Malformed:
@@ -563,8 +743,20 @@ def parse_server_hello(stream: bytes) -> Optional[ServerHello]:
 
 
 def server_hello_status(stream: bytes) -> str:
-    """``"complete"``, ``"need_more"`` or ``"not_tls"`` for a server's first bytes."""
-    return _server_hello_from_stream(bytes(stream))[0]
+    """``"complete"``, ``"need_more"`` or ``"not_tls"`` for a server's first bytes.
+
+    ``"complete"`` exactly when :func:`parse_server_hello` returns a ServerHello.
+    """
+    re = _reassemble_first_message(bytes(stream))
+    if re is None:
+        return STATUS_NOT_TLS
+    try:
+        _walk_server_hello(re[0])  # building the ServerHello after the walk cannot fail
+    except _Truncated:
+        return STATUS_NEED_MORE
+    except _Malformed:
+        return STATUS_NOT_TLS
+    return STATUS_COMPLETE
 
 
 # --- Other records -------------------------------------------------------------------------

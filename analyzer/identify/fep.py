@@ -52,6 +52,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
 MIN_LENGTH = 16
@@ -106,7 +107,7 @@ def evaluate(data: bytes) -> Exemption:
 def identify_fep(facts: FlowFacts) -> Optional[Identification]:
     if facts.proto != "tcp":
         return None
-    first = next((p for p in facts.client_payloads if p), b"")
+    first = first_payload(facts.client_payloads)
     if len(first) < MIN_LENGTH:
         return None
     if not facts.handshake_seen:

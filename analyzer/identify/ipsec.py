@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
 IKE_PORTS = frozenset({500, 4500})
@@ -77,10 +78,6 @@ class IkeHeader:
         return self.exchange in (1, 2, 4)
 
 
-def _sizes_nonzero(sizes: tuple[int, ...]) -> list[int]:
-    return [s for s in sizes if s > 0]
-
-
 def parse_ike(data: bytes, marker: bool, real_size: Optional[int] = None,
               check_length: bool = True) -> Optional[IkeHeader]:
     """Parse an IKE header; ``marker`` = expect the 4-byte non-ESP marker (UDP 4500).
@@ -94,8 +91,8 @@ def parse_ike(data: bytes, marker: bool, real_size: Optional[int] = None,
         data = data[4:]
         if real_size is not None:
             real_size -= 4
-    if len(data) < 28:
-        return None
+    if len(data) < 28 or (data[17] != 0x20 and data[17] != 0x10):
+        return None  # (the version byte is checked again below; this is the cheap reject)
     ispi, rspi = data[0:8], data[8:16]
     np_, ver, exch, flags = data[16], data[17], data[18], data[19]
     msgid = int.from_bytes(data[20:24], "big")
@@ -132,19 +129,22 @@ def _parse_ike_any(data: bytes, ports: tuple[int, int], real_size: Optional[int]
 def identify_ike(facts: FlowFacts) -> Optional[Identification]:
     if facts.proto != "udp":
         return None
-    client = [p for p in facts.client_payloads if p]
-    if not client:
+    first = first_payload(facts.client_payloads)
+    if not first:
         return None
     ports = (facts.client_port, facts.server_port)
-    sizes = _sizes_nonzero(facts.client_sizes)
-    real = sizes[0] if sizes else None
-    hdr = _parse_ike_any(client[0], ports, real)
+    real: Optional[int] = None  # the first non-zero recorded size
+    for size in facts.client_sizes:
+        if size > 0:
+            real = size
+            break
+    hdr = _parse_ike_any(first, ports, real)
     if hdr is None:
         return None
     app = "ikev2" if hdr.version == 2 else "ikev1"
     reasons = [f"IKEv{hdr.version} {hdr.exchange_name} header, initiator SPI {hdr.ispi.hex()}, "
                "length field matches the datagram"]
-    if client[0].startswith(NON_ESP_MARKER):
+    if first.startswith(NON_ESP_MARKER):
         reasons.append("non-ESP marker (NAT-T, UDP 4500)")
     if hdr.is_initial_request:
         conf = 0.95
@@ -186,7 +186,7 @@ def identify_esp(facts: FlowFacts) -> Optional[Identification]:
     if facts.proto in ("esp", "ah"):
         name = facts.proto
         reasons = [f"IP protocol {50 if name == 'esp' else 51} ({name.upper()})"]
-        first = next((p for p in facts.client_payloads if p), b"")
+        first = first_payload(facts.client_payloads)
         if name == "esp" and first:
             h = _esp_header(first)
             if h is None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
 L2TP_PORT = 1701
@@ -66,7 +67,7 @@ def parse_control(data: bytes) -> Optional[tuple[int, bytes, Optional[int]]]:
 def identify_l2tp(facts: FlowFacts) -> Optional[Identification]:
     if facts.proto != "udp":
         return None
-    first = next((p for p in facts.client_payloads if p), b"")
+    first = first_payload(facts.client_payloads)
     parsed = parse_control(first) if first else None
     if parsed is None:
         return None

@@ -64,6 +64,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
+from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
 P_CONTROL_HARD_RESET_CLIENT_V1 = 1
@@ -82,6 +83,8 @@ CLIENT_RESETS = frozenset({P_CONTROL_HARD_RESET_CLIENT_V1, P_CONTROL_HARD_RESET_
                            P_CONTROL_HARD_RESET_CLIENT_V3})
 SERVER_RESETS = frozenset({P_CONTROL_HARD_RESET_SERVER_V1, P_CONTROL_HARD_RESET_SERVER_V2})
 CONTROL_OPCODES = frozenset({1, 2, 3, 4, 5, 7, 8, 10, 11})
+_RESETS = SERVER_RESETS | CLIENT_RESETS
+_CLIENT_RESET_BYTES = frozenset(op << 3 for op in CLIENT_RESETS)  # opcode << 3 | key id 0
 HMAC_SIZES = (16, 20, 28, 32, 48, 64)  # MD5, SHA1, SHA224, SHA256, SHA384, SHA512
 TLS_CRYPT_TAG = 32
 MIN_TIME = 0x3FF36300  # 2004-01-01
@@ -258,21 +261,25 @@ def identify_openvpn(facts: FlowFacts) -> Optional[Identification]:
     if facts.proto not in ("udp", "tcp"):
         return None
     tcp = facts.proto == "tcp"
-    first_seg = next((p for p in facts.client_payloads if p), b"")
+    first_seg = first_payload(facts.client_payloads)
     if not first_seg:
         return None
-    client_pkts = packets(facts.client_payloads, tcp)
-    server_pkts = packets(facts.server_payloads, tcp)
     if tcp:
+        n = (first_seg[0] << 8) | first_seg[1] if len(first_seg) >= 2 else 0
+        if not n or 2 + n > len(first_seg):
+            return _mid_flow(facts, tcp)  # split_tcp(first_seg) would find no packet
         first_pkts, tiles = split_tcp(first_seg)
         if not first_pkts or not tiles:
-            return _mid_flow(facts, client_pkts, server_pkts, tcp)
+            return _mid_flow(facts, tcp)
         first = first_pkts[0]
     else:
         first = first_seg
-    reset = parse_reset(first)
+    # parse_reset's opcode/key-id test first: the first byte of most flows already fails it
+    reset = parse_reset(first) if first[0] in _CLIENT_RESET_BYTES else None
     if reset is None:
-        return _mid_flow(facts, client_pkts, server_pkts, tcp)
+        return _mid_flow(facts, tcp)
+    client_pkts = packets(facts.client_payloads, tcp)
+    server_pkts = packets(facts.server_payloads, tcp)
     sid = reset.session_id
     reasons = [f"client {OPCODE_NAMES[reset.opcode]}, key id 0, session id {sid.hex()}, "
                f"{reset.wrapping}" + (", 2-byte TCP length prefix" if tcp else "")]
@@ -327,23 +334,55 @@ def _consistent_remote_sid(pkts: list[bytes], sid: bytes) -> Optional[bytes]:
     return None
 
 
-def _mid_flow(facts: FlowFacts, client_pkts: list[bytes], server_pkts: list[bytes],
-              tcp: bool) -> Optional[Identification]:
+def _session_openers(facts: FlowFacts, tcp: bool) -> tuple[bool, bool]:
+    """For the client and the server side: whether the first packet of ``packets(payloads,
+    tcp)`` can open a mid-flow session, i.e. is a control packet (resets with key id 0) with a
+    random-looking session id.  Looks at that packet alone, without splitting every segment:
+    most flows stop here."""
+    out = [False, False]
+    for i, payloads in enumerate((facts.client_payloads, facts.server_payloads)):
+        first = b""
+        for p in payloads[:16]:
+            if not tcp:
+                if p:
+                    first = p
+                    break
+                continue
+            if len(p) >= 2:  # split_tcp's first packet of this segment, if it has one
+                n = (p[0] << 8) | p[1]
+                if n and 2 + n <= len(p):
+                    first = p[2:2 + n]
+                    break
+        if len(first) < 14:
+            continue
+        op = first[0] >> 3
+        if op not in CONTROL_OPCODES or (op in _RESETS and first[0] & 0x07):
+            continue
+        out[i] = _random_sid(first[1:9])
+    return out[0], out[1]
+
+
+def _mid_flow(facts: FlowFacts, tcp: bool) -> Optional[Identification]:
     """No client reset.  Accept only when one direction has >= 2 distinct control packets
     with one random-looking session id AND the other direction echoes that id after its
     own session id (ack of the peer's packets: plain or tls-auth mode)."""
-    for side, pkts, other in (("client", client_pkts, server_pkts),
-                              ("server", server_pkts, client_pkts)):
+    # Cheap test first: each side's first packet must be able to start a session (the first
+    # of the distinct packets below is the first packet).
+    client_ok, server_ok = _session_openers(facts, tcp)
+    if not client_ok and not server_ok:
+        return None
+    client_pkts = packets(facts.client_payloads, tcp)
+    server_pkts = packets(facts.server_payloads, tcp)
+    for side, ok, pkts, other in (("client", client_ok, client_pkts, server_pkts),
+                                  ("server", server_ok, server_pkts, client_pkts)):
+        if not ok:
+            continue
         distinct = list(dict.fromkeys(pkts))
-        if len(distinct) < 2 or len(distinct[0]) < 14:
+        if len(distinct) < 2:
             continue
         p0 = distinct[0]
-        op, key = opcode_of(p0)
-        if op not in CONTROL_OPCODES or (op in SERVER_RESETS | CLIENT_RESETS and key != 0):
-            continue
+        op = opcode_of(p0)[0]
         sid = p0[1:9]
-        if not _random_sid(sid):
-            continue
         ops = _same_session(distinct[1:8], sid)
         if not ops:
             continue

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
 PPTP_PORT = 1723
@@ -56,16 +57,16 @@ def control_messages(segment: bytes) -> Optional[list[int]]:
     """Control message types tiling ``segment`` (the last may be cut); None if not PPTP."""
     types: list[int] = []
     off = 0
-    while off < len(segment):
-        msg = segment[off:]
-        if len(msg) < 12:
+    n = len(segment)
+    while off < n:
+        if n - off < 12:
             return types if types else None
-        length = int.from_bytes(msg[0:2], "big")
-        if (int.from_bytes(msg[2:4], "big") != 1
-                or int.from_bytes(msg[4:8], "big") != MAGIC_COOKIE
-                or msg[10:12] != b"\x00\x00"):
+        length = int.from_bytes(segment[off:off + 2], "big")
+        if (int.from_bytes(segment[off + 4:off + 8], "big") != MAGIC_COOKIE
+                or int.from_bytes(segment[off + 2:off + 4], "big") != 1
+                or segment[off + 10:off + 12] != b"\x00\x00"):
             return None
-        ctype = int.from_bytes(msg[8:10], "big")
+        ctype = int.from_bytes(segment[off + 8:off + 10], "big")
         if ctype not in CONTROL_LENGTHS or length < 12:
             return None
         # lengths are fixed per type; tolerate vendor padding but not shrinking
@@ -79,7 +80,7 @@ def control_messages(segment: bytes) -> Optional[list[int]]:
 def identify_pptp_control(facts: FlowFacts) -> Optional[Identification]:
     if facts.proto != "tcp":
         return None
-    first = next((p for p in facts.client_payloads if p), b"")
+    first = first_payload(facts.client_payloads)
     if not first:
         return None
     types = control_messages(first)

@@ -53,13 +53,17 @@ def version_name(version: int) -> Optional[str]:
         return "QUICv1"
     if version == QUIC_V2:
         return "QUICv2"
-    if version & 0xFFFFFF00 == 0xFF000000 and 1 <= version & 0xFF <= 34:
-        return f"draft-{version & 0xFF}"
-    if 0xFACEB001 <= version <= 0xFACEB00F:
-        return f"mvfst-{version & 0xF}"
-    raw = version.to_bytes(4, "big")
-    if raw[:1] in (b"Q", b"T") and raw[1:2] == b"0" and raw[2:4].isdigit():
-        return "gQUIC-" + raw.decode("ascii")
+    top = version >> 24  # each family below has one first byte: most versions stop here
+    if top == 0xFF:
+        if version & 0xFFFFFF00 == 0xFF000000 and 1 <= version & 0xFF <= 34:
+            return f"draft-{version & 0xFF}"
+    elif top == 0xFA:
+        if 0xFACEB001 <= version <= 0xFACEB00F:
+            return f"mvfst-{version & 0xF}"
+    elif top == 0x51 or top == 0x54:  # "Q", "T"
+        raw = version.to_bytes(4, "big")
+        if raw[1:2] == b"0" and raw[2:4].isdigit():
+            return "gQUIC-" + raw.decode("ascii")
     return None
 
 
@@ -148,6 +152,9 @@ def detect_quic(facts: FlowFacts) -> Optional[tuple[float, tuple[str, ...], Opti
     size = 0
     index = 0
     for index, first in enumerate(facts.client_payloads[:SCAN_DATAGRAMS]):
+        if len(first) < 7 or first[0] & 0x80 == 0 \
+                or version_name(int.from_bytes(first[1:5], "big")) is None:
+            continue  # parse_long_header rejects it (or it is Version Negotiation), any size
         size = _size(first, index, facts.client_sizes)
         hdr = parse_long_header(first, complete=size == len(first))
         if hdr is not None and hdr.version != 0:

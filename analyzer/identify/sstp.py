@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
 SSTP_METHOD = b"SSTP_DUPLEX_POST "
@@ -35,7 +36,7 @@ SSTP_PATH = b"/sra_{ba195980-cd49-458b-9e23-c84ee0adcd75}/"
 def identify_sstp(facts: FlowFacts) -> Optional[Identification]:
     if facts.proto != "tcp":
         return None
-    first = next((p for p in facts.client_payloads if p), b"")
+    first = first_payload(facts.client_payloads)
     if not first.startswith(SSTP_METHOD):
         return None
     target = first[len(SSTP_METHOD):].split(b" ", 1)[0]
@@ -47,7 +48,7 @@ def identify_sstp(facts: FlowFacts) -> Optional[Identification]:
         conf = 0.7
         reasons = ["plain-text SSTP_DUPLEX_POST with an unexpected path"]
     answered: Optional[bool] = None
-    server = next((p for p in facts.server_payloads if p), b"")
+    server = first_payload(facts.server_payloads)
     if server.startswith(b"HTTP/"):
         answered = True
         reasons.append("server answered " + server.split(b"\r\n", 1)[0][:40].decode("latin-1"))

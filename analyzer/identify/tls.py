@@ -70,8 +70,12 @@ def tls_record_header(data: bytes) -> Optional[tuple[int, int, int]]:
 
 def handshake_type(data: bytes) -> Optional[int]:
     """Handshake message type of the first handshake record, if any."""
-    hdr = tls_record_header(data)
-    if hdr is None or hdr[0] != TLS_HANDSHAKE or len(data) < 6:
+    # tls_record_header()'s checks for a handshake record, inline: this runs on the first
+    # payloads of every TCP flow.
+    if len(data) < 6 or data[0] != TLS_HANDSHAKE or data[1] != 0x03 or data[2] > 0x04:
+        return None
+    length = (data[3] << 8) | data[4]
+    if length == 0 or length > _MAX_RECORD:
         return None
     return data[5]
 
@@ -91,11 +95,14 @@ def is_tls(data: bytes) -> bool:
 
 def tls_handshake_answered(facts: FlowFacts) -> Optional[bool]:
     """Tri-state answer for a TLS flow (see the module docstring)."""
-    client_hello = any(is_client_hello(p) for p in facts.client_payloads[:4])
-    if any(is_server_hello(p) for p in facts.server_payloads[:4]):
-        return True
-    if client_hello and not facts.server_payloads:
-        return False
+    for p in facts.server_payloads[:4]:
+        if handshake_type(p) == HS_SERVER_HELLO:
+            return True
+    if facts.server_payloads:
+        return None
+    for p in facts.client_payloads[:4]:
+        if handshake_type(p) == HS_CLIENT_HELLO:
+            return False
     return None
 
 

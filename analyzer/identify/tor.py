@@ -31,6 +31,7 @@ ordinary TLS/WebRTC), digit-free random labels.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Optional
 
 from analyzer.identify import tls as _tls
@@ -53,6 +54,7 @@ def _consonant_run(label: str) -> int:
     return best
 
 
+@lru_cache(maxsize=4096)  # pure; SNIs repeat across flows
 def tor_like_sni(name: str) -> Optional[str]:
     """The random label when ``name`` has Tor's fake-SNI shape and looks random."""
     m = _TOR_SNI.match(name.strip().lower())

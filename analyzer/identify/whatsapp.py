@@ -69,18 +69,21 @@ def _data_lines(name: str) -> list[str]:
 
 
 @lru_cache(maxsize=1)
-def _domain_rules() -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
+def _domain_rules() -> tuple[frozenset[str], tuple[str, ...], Optional[re.Pattern[str]]]:
+    """Label-boundary suffixes (as a set and as a tuple for ``str.endswith``), and one pattern
+    matching any wildcard entry (None without any)."""
     suffixes: set[str] = set()
-    patterns: list[re.Pattern[str]] = []
+    patterns: list[str] = []
     for entry in _data_lines("whatsapp_domains.txt"):
         entry = entry.lower().rstrip(".")
         if "*" in entry:
             rx = "".join("[a-z0-9-]*" if part == "*" else re.escape(part)
                          for part in re.split(r"(\*)", entry))
-            patterns.append(re.compile(rx + r"\Z"))
+            patterns.append(f"(?:{rx}\\Z)")
         else:
             suffixes.add(entry)
-    return frozenset(suffixes), tuple(patterns)
+    return (frozenset(suffixes), tuple(sorted(suffixes)),
+            re.compile("|".join(patterns)) if patterns else None)
 
 
 @lru_cache(maxsize=1)
@@ -88,19 +91,27 @@ def _ranges() -> tuple[_Net, ...]:
     return tuple(ipaddress.ip_network(x, strict=False) for x in _data_lines("whatsapp_ranges.txt"))
 
 
+# Names and addresses repeat across the flows of a capture (the same SNI, DNS names, server);
+# both checks are pure, so their answers are cached (bounded).
+@lru_cache(maxsize=8192)
 def is_whatsapp_name(name: str) -> bool:
     """True when ``name`` is a WhatsApp host name (label-boundary suffix match)."""
     n = name.strip().lower().rstrip(".")
     if not n:
         return False
-    suffixes, patterns = _domain_rules()
-    labels = n.split(".")
-    for i in range(len(labels)):
-        if ".".join(labels[i:]) in suffixes:
+    suffixes, ends, pattern = _domain_rules()
+    if n.endswith(ends):  # cheap test: a label-boundary suffix is a string suffix
+        if n in suffixes:
             return True
-    return any(p.match(n) for p in patterns)
+        dot = n.find(".")
+        while dot >= 0:  # every suffix that starts after a dot, i.e. on a label boundary
+            if n[dot + 1:] in suffixes:
+                return True
+            dot = n.find(".", dot + 1)
+    return pattern is not None and pattern.match(n) is not None
 
 
+@lru_cache(maxsize=4096)
 def in_whatsapp_ranges(ip: str) -> bool:
     """True when ``ip`` is inside the (Meta-wide, weak) prefix list."""
     try:

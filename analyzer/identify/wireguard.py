@@ -47,6 +47,7 @@ RESPONSE = 2
 COOKIE_REPLY = 3
 TRANSPORT = 4
 SIZES = {INITIATION: 148, RESPONSE: 92, COOKIE_REPLY: 64}
+_TRANSPORT_HEADER = bytes([TRANSPORT, 0, 0, 0])  # type + reserved, as message_type wants them
 _NAMES = {INITIATION: "initiation", RESPONSE: "response", COOKIE_REPLY: "cookie reply",
           TRANSPORT: "transport data"}
 
@@ -67,7 +68,7 @@ def sender_index(initiation: bytes) -> bytes:
 
 def _transport_run(pkts: list[bytes]) -> Optional[bytes]:
     """Receiver index shared by >= 2 transport messages with increasing counters."""
-    tr = [p for p in pkts if message_type(p) == TRANSPORT]
+    tr = [p for p in pkts if p[:4] == _TRANSPORT_HEADER and message_type(p) == TRANSPORT]
     if len(tr) < 2:
         return None
     idx = tr[0][4:8]
@@ -83,11 +84,11 @@ def identify_wireguard(facts: FlowFacts) -> Optional[Identification]:
     if facts.proto != "udp" or not facts.client_payloads:
         return None
     client = [p for p in facts.client_payloads[:16] if p]
-    server = [p for p in facts.server_payloads[:16] if p]
     if not client:
         return None
     first = client[0]
     if message_type(first) == INITIATION and sender_index(first) != b"\x00\x00\x00\x00":
+        server = [p for p in facts.server_payloads[:16] if p]
         senders = {sender_index(p) for p in client if message_type(p) == INITIATION}
         reasons = [f"148-byte handshake initiation, sender index {sender_index(first).hex()}"]
         if len(senders) > 1:
@@ -114,7 +115,7 @@ def identify_wireguard(facts: FlowFacts) -> Optional[Identification]:
     if idx is not None:
         mid = [f"transport data messages with receiver index {idx.hex()} and increasing "
                "counters", "no handshake seen (mid-flow)"]
-        if _transport_run(server) is not None:
+        if _transport_run([p for p in facts.server_payloads[:16] if p]) is not None:
             mid.append("server sends transport data too")
         return Identification(Target.WIREGUARD, "wireguard", 0.75, tuple(mid), None)
     return None
