@@ -16,6 +16,7 @@ Measured commands:
   analyzer        analyzer analyze FILE -f json -o OUT      (OUT: temp file, checked to be
                                                            non-empty JSON; --devnull: /dev/null)
   analyzer-jN     the same with --jobs N                   (--jobs N, repeatable)
+  analyzer-python the same without the C extensions       (--python; ANALYZER_PURE_PYTHON=1)
   tshark-fields   tshark -r FILE -T fields -e frame.number -e ip.src -e ip.dst -e tcp.flags
                   (stdout to /dev/null)
   dpkt-decode     Python: dpkt pcap Reader + Ethernet/IP/TCP decode, counts RSTs
@@ -364,6 +365,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, metavar="K", help="best of K runs")
     ap.add_argument("--jobs", type=int, action="append", default=[], metavar="N",
                     help="also run the analyzer with --jobs N (repeatable)")
+    ap.add_argument("--python", action="store_true",
+                    help="also run the analyzer without its C extensions (ANALYZER_PURE_PYTHON=1)")
     ap.add_argument("--tools", default=",".join(ALL_TOOLS),
                     help="comma-separated subset of: " + ", ".join(ALL_TOOLS))
     ap.add_argument("--analyzer-cmd", default="analyzer",
@@ -439,6 +442,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             acmd = shlex.split(a.analyzer_cmd)
             variants: List[Tuple[str, List[str]]] = [("analyzer", [])] + [("analyzer-j%d" % j, ["--jobs", str(j)])
                                              for j in a.jobs]
+            if a.python:
+                variants.append(("analyzer-python", []))
             if shutil.which(acmd[0]) is None:
                 for name, _ in variants:
                     results.append({"tool": name, "status": "missing",
@@ -464,6 +469,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         return None
 
                     cmd = acmd + ["analyze", path, "-f", "json", "-o", out] + extra
+                    if name == "analyzer-python":
+                        cmd = ["env", "ANALYZER_PURE_PYTHON=1"] + cmd
                     print("running %s ..." % name, flush=True)
                     r = measure(name, cmd, a.repeat, a.timeout, sample_tree=True, check=check)
                     results.append(r)
