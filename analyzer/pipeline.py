@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
-import numpy as np
-
 from analyzer.config import Settings
 from analyzer.decode.packet import (
     IPPROTO_ICMP,
@@ -23,7 +21,6 @@ from analyzer.decode.packet import (
     IPPROTO_UDP,
     decode_frame,
 )
-from analyzer.decode.fast import extract
 from analyzer.detect import FLOW_DETECTORS
 from analyzer.detect import residual as residual_detector
 from analyzer.detect.context import Block, Context
@@ -35,13 +32,14 @@ from analyzer.status import DecodeError, InputError
 from analyzer.track.dns import DnsTracker, DnsTransaction
 from analyzer.track.facts import FlowInfo, describe
 from analyzer.track.ctable import native_table
-from analyzer.track.fastpath import plan_chunk
 from analyzer.track.reassembly import Reassembler
 from analyzer.track.flows import C2S, S2C, Flow, FlowTable
 from analyzer.identify import resolve_target
 from analyzer.verdict import MIN_VERDICT_CONFIDENCE, can_become_verdict, decide
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from analyzer._ctrack import Table
 
 DNS_PORT = 53
@@ -129,7 +127,8 @@ class Analyzer:
             if not gc.isenabled():
                 gc.collect()
         chunk = max(1, self.settings.chunk_packets)
-        tss = batch.arrays()[3]
+        # the C path reads the batch as plain buffers (no numpy); the others as arrays
+        tss = batch.columns()[3] if self.ctable is not None else batch.arrays()[3]
         for start in range(0, n, chunk):
             end = min(n, start + chunk)
             if self.settings.reference:
@@ -142,7 +141,7 @@ class Analyzer:
                 self._fast_chunk(batch, start, end, info)
             # capture time advances with every record of the chunk (the same in every shard)
             if end > start:
-                t = float(tss[start:end].max())
+                t = float(max(tss[start:end]))
                 if t > self._now:
                     self._now = t
             self.expire(self._now)
@@ -150,7 +149,7 @@ class Analyzer:
     def _native_chunk(self, table: Table, batch: Batch, start: int, end: int, info: InputInfo) -> None:
         """The C table takes the plain TCP/UDP frames; the others come back, in order, to
         the per-packet path."""
-        offs, caps, wls, tss, lts = (np.ascontiguousarray(a) for a in batch.arrays())
+        offs, caps, wls, tss, lts = batch.columns()
         k, nshards = self.settings.shard
         n, tmin, tmax = table.feed(batch.buf, offs, caps, wls, tss, lts, start, end,
                                    batch.first_frame, self._input, k, nshards, self._frame,
@@ -161,6 +160,9 @@ class Analyzer:
             self._saw_time(info, tmin, tmax)
 
     def _fast_chunk(self, batch: Batch, start: int, end: int, info: InputInfo) -> None:
+        from analyzer.decode.fast import extract  # numpy: imported only for this path
+        from analyzer.track.fastpath import plan_chunk
+
         offs, caps, _wl, tss, lts = batch.arrays()
         fields = extract(batch.buf, offs, caps, lts, start, end)
         ts = tss[start:end]
@@ -485,6 +487,8 @@ def shard_of(a: bytes, b: bytes, n: int) -> int:
 
 def shard_of_words(a: "np.ndarray[Any, Any]", b: "np.ndarray[Any, Any]", n: int) -> "np.ndarray[Any, Any]":
     """Vectorised :func:`shard_of` for addresses given as 32-bit words (IPv6 folded)."""
+    import numpy as np
+
     x = (a ^ b).astype(np.uint64) * np.uint64(SHARD_MULT)
     out: np.ndarray[Any, Any] = ((x >> np.uint64(16)) % np.uint64(n)).astype(np.int64)
     return out

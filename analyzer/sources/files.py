@@ -15,10 +15,9 @@ stops or resynchronises as the format allows; a file that is not a capture at al
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator, Optional
-
-import numpy as np
 
 from analyzer import speedups
 from analyzer.status import InputError
@@ -81,8 +80,10 @@ BatchLists = tuple[list[int], list[int], list[int], list[float], list[int]]
 @dataclass(slots=True)
 class Batch:
     """A run of records sharing one buffer. Index i = one packet in all of the parallel
-    sequences. Readers fill them as lists or numpy arrays; :meth:`arrays` and :meth:`lists`
-    give either form (converted once and cached)."""
+    sequences. Readers fill them as lists, numpy arrays or typed memoryviews (the C record
+    scan); :meth:`arrays`, :meth:`columns` and :meth:`lists` give numpy arrays, contiguous
+    int64/float64 buffers, or lists (converted once and cached). numpy is imported only when
+    asked for: the C path never needs it."""
 
     buf: bytes
     first_frame: int
@@ -100,19 +101,42 @@ class Batch:
     def arrays(self) -> tuple[Any, Any, Any, Any, Any]:
         """(offsets, caplens, wirelens, ts, linktypes) as numpy arrays."""
         if self._arrays is None:
+            import numpy as np
+
             self._arrays = (np.asarray(self.offsets, dtype=np.int64), np.asarray(self.caplens, dtype=np.int64),
                             np.asarray(self.wirelens, dtype=np.int64), np.asarray(self.ts, dtype=np.float64),
                             np.asarray(self.linktypes, dtype=np.int64))
         return self._arrays
 
+    def columns(self) -> tuple[Any, Any, Any, Any, Any]:
+        """(offsets, caplens, wirelens, ts, linktypes) as C-contiguous int64/float64 buffers
+        (the C flow table's input), without numpy unless the batch already holds arrays."""
+        if self._arrays is not None:
+            import numpy as np
+
+            return tuple(np.ascontiguousarray(a) for a in self._arrays)  # type: ignore[return-value]
+        return (_column(self.offsets, "q"), _column(self.caplens, "q"), _column(self.wirelens, "q"),
+                _column(self.ts, "d"), _column(self.linktypes, "q"))
+
     def lists(self) -> BatchLists:
         """(offsets, caplens, wirelens, ts, linktypes) as Python lists (per-packet path)."""
         if self._lists is None:
             self._lists = tuple(  # type: ignore[assignment]
-                x.tolist() if isinstance(x, np.ndarray) else list(x)
+                x.tolist() if hasattr(x, "tolist") else list(x)
                 for x in (self.offsets, self.caplens, self.wirelens, self.ts, self.linktypes))
         assert self._lists is not None
         return self._lists
+
+
+def _column(x: Any, code: str) -> Any:
+    """x as a contiguous buffer of C type ``code`` ('q': int64, 'd': float64)."""
+    if isinstance(x, memoryview) and x.format == code and x.c_contiguous:
+        return x
+    if isinstance(x, (list, tuple)):
+        return memoryview(array(code, x))
+    import numpy as np
+
+    return np.ascontiguousarray(x, dtype=np.int64 if code == "q" else np.float64)
 
 
 class CaptureReader:
@@ -223,7 +247,7 @@ class PcapReader(CaptureReader):
                 n = off
             for offsets, caplens, wirelens, ts in parts:
                 batch = Batch(buf, frame + 1, offsets, caplens, wirelens, ts,
-                              np.full(len(offsets), lt, dtype=np.int64))
+                              memoryview(array("q", (lt,)) * len(offsets)))
                 frame += len(offsets)
                 yield batch
             if pos is not None:
@@ -242,6 +266,8 @@ class PcapReader(CaptureReader):
         length, per batch (data offsets, caplens, wirelens, ts)). The Python loop only follows
         the record lengths; the record headers of a batch are then gathered at once with numpy
         (fast path, STYLE rule 6). The reference for :meth:`_scan_native`."""
+        import numpy as np  # the reference path only
+
         caplen_at = struct.Struct(self.endian + "I").unpack_from
         hdr = PCAP_RECORD_HEADER_LEN
         n = len(buf)
@@ -263,6 +289,8 @@ class PcapReader(CaptureReader):
         return off, corrupt, self._gather(buf, starts)
 
     def _gather(self, buf: bytes, starts: list[int]) -> Iterator[_RecordColumns]:
+        import numpy as np  # the reference path only
+
         hdr = PCAP_RECORD_HEADER_LEN
         scale = 1e-9 if self.nanosecond else 1e-6
         rec_dtype = np.dtype(self.endian + "u4")
@@ -280,10 +308,14 @@ class PcapReader(CaptureReader):
         assert native is not None
         count, off, corrupt, data = native.pcap_scan(buf, self.endian == ">", self.nanosecond,
                                                      MAX_RECORD_LEN)
-        cols = np.frombuffer(data, dtype=np.int64).reshape(4, count)
-        ts = cols[3].view(np.float64)
+        # four columns of `count` 8-byte items: offsets, caplens, wirelens (int64), ts (float64);
+        # typed memoryviews, so that the C path needs no numpy
+        ints = memoryview(data).cast("q")
+        floats = memoryview(data).cast("d")
         step = self.batch_packets
-        parts = ((cols[0, i:i + step], cols[1, i:i + step], cols[2, i:i + step], ts[i:i + step])
+        parts = ((ints[i:min(i + step, count)], ints[count + i:count + min(i + step, count)],
+                  ints[2 * count + i:2 * count + min(i + step, count)],
+                  floats[3 * count + i:3 * count + min(i + step, count)])
                  for i in range(0, count, step))
         return off, corrupt, parts
 

@@ -62,3 +62,19 @@ def test_manual_gc_restores_the_collector() -> None:
         with manual_gc():
             raise RuntimeError("boom")
     assert gc.isenabled()
+
+
+def test_the_c_path_does_not_import_numpy() -> None:
+    # numpy takes ~90 ms to import; the C path reads batches as plain typed buffers
+    from analyzer.track import ctable
+
+    if not ctable.available():
+        pytest.skip("analyzer._ctrack is not built")
+    code = ("import sys; from analyzer.pipeline import analyze_files; "
+            "from analyzer.report.document import write_json; import io; "
+            f"r = analyze_files([{str(CAPTURES[0])!r}, {str(CAPTURES[-1])!r}]); "
+            "write_json(r, io.StringIO()); assert r.stats.packets; "
+            "print('numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(ROOT), check=True).stdout.strip()
+    assert out == "False"

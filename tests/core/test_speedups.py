@@ -356,7 +356,8 @@ def test_batches_contiguous_and_strided_extract() -> None:
     for native in (ext, None):
         for batch in _with_native(native, _read, data, 3)[0]:
             for name in ("offsets", "caplens", "wirelens", "ts", "linktypes"):
-                assert getattr(batch, name).flags.c_contiguous, name
+                col = getattr(batch, name)  # typed memoryviews (C scan) or numpy arrays
+                assert col.c_contiguous if isinstance(col, memoryview) else col.flags.c_contiguous, name
     batch = _same_batches(data, "vlan", 65_536)[0]
     offs, caps, _wl, _ts, lts = batch.arrays()
     n = len(batch)
