@@ -110,11 +110,18 @@ def _scalar(v: Any) -> str:
     return _SCALAR_ENCODER.encode(v)  # bool, NaN/Infinity, subclasses: the encoder decides
 
 
+# the text of one flow two levels deep, one %s per value of flow_dict, in its key order
+_FLOW_TEMPLATE = "{\n" + ",\n".join(k.replace("%", "%%") + "%s" for k in _FLOW_KEY_TEXT) + "\n    }"
+
+
 def _flow_text(rec: FlowRecord) -> str:
     """``_nested(flow_dict(rec), 2)`` without the pure-Python indenting encoder: a flow is a
-    flat object of scalars, each written as :func:`_scalar`."""
-    d = flow_dict(rec)
-    return "{\n" + ",\n".join([k + _scalar(d[key]) for k, key in zip(_FLOW_KEY_TEXT, _FLOW_KEYS)]) + "\n    }"
+    flat object of scalars, each written as :func:`_scalar` (same fields as flow_dict)."""
+    s = _scalar
+    return _FLOW_TEMPLATE % (
+        s(rec.id), s(rec.input), s(rec.proto), s(rec.client), s(rec.server), s(rec.target),
+        s(rec.app), s(rec.domain), s(rec.packets), s(rec.bytes), s(_ts(rec.first_ts)),
+        s(_ts(rec.last_ts)), s(rec.outcome))
 
 
 def write_json(result: Result, out: TextIO, flows: str = "all") -> None:
