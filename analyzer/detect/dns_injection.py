@@ -391,6 +391,22 @@ def _mode(counts: dict[int, int]) -> Optional[int]:
 
 
 def _ipid_behaviour(values: list[int], th: Thresholds) -> str:
+    """"unknown", "zero", "sequential" or "random" (remembered per sample window: the
+    transactions that end together mostly see the same window of their resolver)."""
+    key = (th.ipid_seq_step, tuple(values))
+    found = _BEHAVIOUR_SEEN.get(key)
+    if found is None:
+        found = _ipid_behaviour_of(values, th)
+        if len(_BEHAVIOUR_SEEN) >= LOOKUP_CACHE:
+            _BEHAVIOUR_SEEN.clear()
+        _BEHAVIOUR_SEEN[key] = found
+    return found
+
+
+_BEHAVIOUR_SEEN: dict[tuple[int, tuple[int, ...]], str] = {}
+
+
+def _ipid_behaviour_of(values: list[int], th: Thresholds) -> str:
     if len(values) < MIN_BASELINE:
         return "unknown"
     if not any(values):

@@ -225,7 +225,7 @@ class _Txn:
 
 
 class _Resolver:
-    __slots__ = ("responses", "ttls", "df", "flags", "ipids")
+    __slots__ = ("responses", "ttls", "df", "flags", "ipids", "snapshot")
 
     def __init__(self) -> None:
         self.responses = 0
@@ -233,8 +233,12 @@ class _Resolver:
         self.df = [0, 0]  # [clear, set]
         self.flags: dict[int, int] = {}  # at most 4 keys (AA x RA)
         self.ipids: deque[tuple[int, int, int]] = deque(maxlen=BASELINE_IPID_SAMPLES)
+        # baseline_for's answer until the next response (transactions end in batches, and
+        # between two of them the resolver usually sent nothing)
+        self.snapshot: Optional[ResolverBaseline] = None
 
     def add(self, r: DnsResponse) -> None:
+        self.snapshot = None
         self.responses += 1
         self.ttls[r.ttl] = self.ttls.get(r.ttl, 0) + 1
         self.df[1 if r.df else 0] += 1
@@ -518,15 +522,17 @@ class DnsTracker:
         st = self._resolvers.get(server)
         if st is None:
             return None
-        return ResolverBaseline(
-            server=server,
-            responses=st.responses,
-            ttls=tuple(sorted(st.ttls.items())),
-            df_set=st.df[1],
-            df_clear=st.df[0],
-            flag_patterns=tuple(sorted(st.flags.items())),
-            ipids=tuple(st.ipids),
-        )
+        if st.snapshot is None:
+            st.snapshot = ResolverBaseline(
+                server=server,
+                responses=st.responses,
+                ttls=tuple(sorted(st.ttls.items())),
+                df_set=st.df[1],
+                df_clear=st.df[0],
+                flag_patterns=tuple(sorted(st.flags.items())),
+                ipids=tuple(st.ipids),
+            )
+        return st.snapshot
 
     def _learn_names(self, qname: str, answers: tuple[DnsRR, ...]) -> None:
         for rr in answers:
