@@ -439,6 +439,13 @@ done:
 static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *m, *q, *r, *s, *e, *err;
     if (!PyArg_ParseTuple(args, "OOOOOO", &m, &q, &r, &s, &e, &err)) return NULL;
+    /* make() hands these to object.__new__ and decode_error() raises err: anything else
+     * would crash there */
+    if (!PyType_Check(m) || !PyType_Check(q) || !PyType_Check(r) || !PyType_Check(s)
+        || !PyType_Check(e) || !PyExceptionClass_Check(err)) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes five classes and an exception class");
+        return NULL;
+    }
     Py_XSETREF(MessageType, Py_NewRef(m));
     Py_XSETREF(QuestionType, Py_NewRef(q));
     Py_XSETREF(RRType, Py_NewRef(r));

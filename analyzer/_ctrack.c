@@ -16,6 +16,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <limits.h>
 #include <string.h>
 
 #define TCP_FIN 0x01
@@ -184,9 +185,29 @@ static void flow_free(CFlow *f) {
     PyMem_Free(f);
 }
 
-/* free a flow once nothing refers to it any more */
+/* what a flow holds besides the fields the closing queue reads (ended, in_table) */
+static void flow_strip(CFlow *f) {
+    for (int k = 0; k < 2; k++) {
+        Dir *d = &f->dirs[k];
+        dir_clear(d);
+        d->ttls = NULL;
+        d->rsts = NULL;
+        d->payloads = NULL;
+        d->nttl = d->cap_ttl = d->nrsts = d->cap_rsts = d->npayloads = 0;
+    }
+    PyMem_Free(f->events);
+    f->events = NULL;
+    f->nev = f->cap_ev = 0;
+    Py_CLEAR(f->icmp);
+}
+
+/* free a flow once nothing refers to it any more. Out of the table and handed out, it can
+ * still wait in the closing queue for up to `linger` of capture time (and a file can put
+ * any number of closed flows in that window): only its shell stays for that */
 static void flow_release(CFlow *f) {
-    if (!f->in_table && f->closing_refs == 0 && !f->handed_out) flow_free(f);
+    if (f->in_table || f->handed_out) return;
+    if (f->closing_refs == 0) flow_free(f);
+    else flow_strip(f);
 }
 
 static int table_rehash(Table *t, size_t n) {
@@ -348,7 +369,7 @@ static CFlow *lookup(Table *t, const Pkt *p, int *dir) {
                && (!f->dirs[0].has_isn || p->seq != f->dirs[0].isn)) {
         /* the 4-tuple is reused by a new connection: end the old flow */
         table_remove(t, f);
-        if (reused_push(t, f) < 0) return NULL;
+        if (reused_push(t, f) < 0) { flow_release(f); return NULL; }
         f = flow_new(t, p, h, lo, lo_port, hi, hi_port);
         if (!f || table_insert(t, f) < 0) { if (f) flow_free(f); return NULL; }
     } else {
@@ -519,22 +540,23 @@ static int observe(Table *t, const Pkt *p) {
 /* ------------------------------------------------------------------ to Python objects */
 
 static PyObject *event_tuple(const Event *e) {
-    PyObject *t = PyTuple_New(13);
-    if (!t) return NULL;
     PyObject *v[13] = {
         PyLong_FromLongLong(e->frame), PyFloat_FromDouble(e->ts), PyLong_FromLongLong(e->input),
         PyLong_FromLong(e->dir), PyLong_FromLongLong(e->flags), PyLong_FromLongLong(e->seq),
         PyLong_FromLongLong(e->ack), PyLong_FromLongLong(e->ttl), PyLong_FromLongLong(e->ipid),
         PyLong_FromLongLong(e->win), PyLong_FromLongLong(e->len), PyBool_FromLong(e->df),
         PyLong_FromLong(e->kind)};
+    /* every item first: PyTuple_SET_ITEM steals, so a failure after some were set would
+     * release those twice */
+    PyObject *t = PyTuple_New(13);
     for (int i = 0; i < 13; i++) {
-        if (!v[i]) {
+        if (!v[i] || !t) {
             for (int j = 0; j < 13; j++) Py_XDECREF(v[j]);
-            Py_DECREF(t);
+            Py_XDECREF(t);
             return NULL;
         }
-        PyTuple_SET_ITEM(t, i, v[i]);
     }
+    for (int i = 0; i < 13; i++) PyTuple_SET_ITEM(t, i, v[i]);
     return t;
 }
 
@@ -662,6 +684,13 @@ static int hand_out(Table *t, CFlow *f, PyObject *out) {
     return rc;
 }
 
+/* Table.__new__ without __init__ (or a failed re-init) leaves no buckets and no classes */
+static int ready(Table *t) {
+    if (t->buckets && t->flow_type && t->dir_type) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "Table.__init__() was not called");
+    return -1;
+}
+
 /* ------------------------------------------------------------------ Python Packet input */
 
 static int get_i64(PyObject *o, PyObject *name, int64_t *out) {
@@ -721,6 +750,7 @@ static int pkt_from_object(PyObject *o, Pkt *p, PyObject **keep) {
 }
 
 static PyObject *Table_observe(Table *t, PyObject *pkt) {
+    if (ready(t) < 0) return NULL;
     Pkt p;
     PyObject *keep[3] = {NULL, NULL, NULL};
     int rc = pkt_from_object(pkt, &p, keep);
@@ -732,6 +762,7 @@ static PyObject *Table_observe(Table *t, PyObject *pkt) {
 
 /* FlowTable.attach_icmp */
 static PyObject *Table_attach_icmp(Table *t, PyObject *pkt) {
+    if (ready(t) < 0) return NULL;
     PyObject *q = PyObject_GetAttr(pkt, S_quoted);
     if (!q) return NULL;
     if (q == Py_None) { Py_DECREF(q); Py_RETURN_NONE; }
@@ -791,7 +822,8 @@ done:
  * `a_word`/`b_word` get the 32-bit address words used for --jobs sharding. */
 static int decode_plain(const uint8_t *buf, Py_ssize_t buflen, int64_t off, int64_t caplen,
                         int64_t lt, Pkt *p, uint32_t *a_word, uint32_t *b_word) {
-    if (off < 0 || caplen < 0 || off + caplen > (int64_t)buflen) return 0;
+    /* offsets and lengths come from the file: no sum may overflow */
+    if (off < 0 || caplen < 0 || off > (int64_t)buflen || caplen > (int64_t)buflen - off) return 0;
     int64_t end = off + caplen, o;
     int version;
     switch (lt) {
@@ -929,7 +961,7 @@ static int get_array(PyObject *o, Py_buffer *view, char kind, Py_ssize_t need, c
     if (PyObject_GetBuffer(o, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
     const char *fmt = view->format ? view->format : "B";
     if (*fmt == '<' || *fmt == '=' || *fmt == '@') fmt++;
-    int ok = view->itemsize == 8 && fmt[1] == 0
+    int ok = view->itemsize == 8 && fmt[0] != 0 && fmt[1] == 0
              && (kind == 'i' ? (fmt[0] == 'q' || fmt[0] == 'l') : fmt[0] == 'd');
     if (!ok || view->len / 8 < need) {
         PyErr_Format(PyExc_TypeError, "%s: expected a contiguous %s array of at least %zd items",
@@ -952,8 +984,13 @@ static PyObject *Table_feed(Table *t, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOOOnnLLLLOO", &bufo, &offo, &capo, &wlo, &tso, &lto, &start,
                           &end, &frame0, &input, &shard, &nshards, &slow, &dns))
         return NULL;
+    if (ready(t) < 0) return NULL;
     if (start < 0 || end < start || nshards < 1) {
         PyErr_SetString(PyExc_ValueError, "bad range or shard count");
+        return NULL;
+    }
+    if (frame0 > LLONG_MAX - (long long)end) { /* frame0 + i must not overflow */
+        PyErr_SetString(PyExc_OverflowError, "frame numbers out of range");
         return NULL;
     }
     Py_buffer vb, vo, vc, vw, vt, vl;
@@ -1031,6 +1068,7 @@ static PyObject *Table_feed(Table *t, PyObject *args) {
 
 /* FlowTable.expire */
 static PyObject *Table_expire(Table *t, PyObject *arg) {
+    if (ready(t) < 0) return NULL;
     double now = PyFloat_AsDouble(arg);
     if (now == -1.0 && PyErr_Occurred()) return NULL;
     PyObject *out = PyList_New(0);
@@ -1066,6 +1104,11 @@ static PyObject *Table_expire(Table *t, PyObject *arg) {
     }
     while ((int64_t)t->count > t->max_flows) {
         CFlow *f = t->head;
+        if (!f) { /* max_flows < 0: flows.py's OrderedDict.popitem() on the emptied table */
+            PyErr_SetString(PyExc_KeyError, "dictionary is empty");
+            Py_DECREF(out);
+            return NULL;
+        }
         table_remove(t, f);
         f->evicted = 1;
         t->evicted++;
@@ -1094,6 +1137,7 @@ static void drain_clear(Table *t) {
 }
 
 static PyObject *Table_begin_flush(Table *t, PyObject *Py_UNUSED(ignored)) {
+    if (ready(t) < 0) return NULL;
     drain_clear(t);
     size_t n = t->count, nr = t->nreused, k = 0;
     CFlow **all = PyMem_Malloc((n + nr ? n + nr : 1) * sizeof(CFlow *));
@@ -1161,7 +1205,9 @@ static int Table_init(Table *t, PyObject *args, PyObject *kw) {
     }
     Py_XSETREF(t->flow_type, Py_NewRef(ft));
     Py_XSETREF(t->dir_type, Py_NewRef(dt));
-    t->max_events = me;
+    /* flows.py compares with max_events and 2 * max_events: below 0 nothing is kept, above
+     * 2**62 the cap never binds; clamped so that 2 * max_events cannot overflow */
+    t->max_events = me < 0 ? 0 : (me > LLONG_MAX / 2 ? LLONG_MAX / 2 : me);
     t->first_payloads = fp;
     t->limits[0] = lc;
     t->limits[1] = ls;

@@ -90,9 +90,10 @@ def main(ctx: click.Context) -> None:
 @click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
               help="Override a detector threshold (repeatable), e.g. --threshold rst_ttl_delta=5. "
                    "See docs/detectors.md for the names.")
-@click.option("--idle-timeout", type=float, default=Settings().idle_timeout, show_default=True,
+@click.option("--idle-timeout", type=click.FloatRange(min=0.0), default=Settings().idle_timeout,
+              show_default=True,
               help="Seconds (capture time) after which an idle flow is finished.")
-@click.option("--max-flows", type=int, default=Settings().max_flows, show_default=True,
+@click.option("--max-flows", type=click.IntRange(min=1), default=Settings().max_flows, show_default=True,
               help="Live flow table cap; the least recently active flows are finished early "
                    "(counted in stats.flows_evicted).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
