@@ -88,3 +88,15 @@ def test_scalar_text_equals_json_dumps() -> None:
     for v in ('a\u2028\x00"é\ud800\\', "", 0, -5, 10**30, 1.5, 1e20, 1e-7, 0.1 + 0.2,
               1700000016.535459, float("nan"), float("inf"), -float("inf"), None, True, False):
         assert _scalar(v) == json.dumps(v, ensure_ascii=False), repr(v)
+
+
+def test_indented_text_equals_the_indenting_encoder() -> None:
+    from analyzer.report.document import _indented, _nested
+
+    hostile = 'é\u2028"x\\\x00\x1b[31m</script>\ud800'
+    cases = [{}, [], (), {"a": []}, {"a": {}}, [[[]]], {"k": (1, 2)}, {1: 2}, {"x": float("nan")},
+             {"a": [1, 2.5, None, True, False, hostile], "b": {"c": [{"d": []}], hostile: -0.0}},
+             [{"a": 1}, {"b": [{"c": None}]}], hostile, 5, 1e300]
+    for c in cases:
+        for level in (0, 1, 2, 3):
+            assert _indented(c, level) == _nested(c, level), (c, level)
