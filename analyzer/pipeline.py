@@ -113,9 +113,11 @@ class Analyzer:
 
     # -- packets ----------------------------------------------------------------------------
     def feed(self, batch: Batch) -> None:
-        """Decode and track every packet of a batch, in chunks of CHUNK_PACKETS; flows are
-        expired at chunk boundaries. Boring packets take the vectorised fast path unless
-        ``settings.reference`` asks for the per-packet path on everything."""
+        """Decode and track every packet of a batch, in chunks of ``settings.chunk_packets``;
+        flows are expired at chunk boundaries. Three paths give identical results: the C flow
+        table when it is built (it decodes and tracks the plain TCP/UDP frames itself and
+        hands every other frame back to :meth:`_frame`), else the numpy batch path for the
+        boring packets, and ``settings.reference``: the per-packet path on everything."""
         n = len(batch.offsets)
         info = self.result.inputs[self._input]
         if self.settings.shard[0] == 0:
