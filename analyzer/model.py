@@ -60,13 +60,15 @@ class Outcome(str, Enum):
 
 def format_ip(addr: bytes) -> str:
     """Text form of a 4- or 16-byte address (IPv4-mapped IPv6 stays IPv6)."""
+    return _format(bytes(addr))
+
+
+@lru_cache(maxsize=65_536)
+def _format(addr: bytes) -> str:
+    # cached: the same few thousand addresses are formatted for every flow, finding and
+    # DNS answer (bounded: the LRU drops the oldest)
     if len(addr) == 4:
         return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
-    return _format_v6(bytes(addr))
-
-
-@lru_cache(maxsize=16_384)
-def _format_v6(addr: bytes) -> str:
     return str(ipaddress.IPv6Address(addr))
 
 
