@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 DNS_PORT = 53
 # With the automatic cyclic collector paused (see manual_gc), collect every this many packets.
-GC_EVERY_PACKETS = 1 << 21
+GC_EVERY_PACKETS = 1 << 22
 TRIGGER_KINDS = {Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI, Trigger.PROTOCOL}
 
 
