@@ -29,6 +29,7 @@
 
 enum { K_HANDSHAKE = 0, K_PAYLOAD = 1, K_CLOSE = 2, K_AFTER_RST = 3, K_CONTEXT = 4 };
 #define AFTER_RST_EVENTS 24
+#define MAX_RSTS_KEPT 64 /* RSTs kept per direction as events; all are counted (flows.py) */
 #define BUSY_GAP_US 1000000LL
 #define MAX_ICMP_PER_FLOW 16
 #define SHARD_MULT 2654435761ULL
@@ -67,8 +68,11 @@ typedef struct {
     int64_t isn;
     PyObject *payloads; /* list of (seq, frame, data, ts), or NULL while empty */
     Py_ssize_t npayloads;
-    Event *rsts;
+    Event *rsts; /* the first MAX_RSTS_KEPT */
     Py_ssize_t nrsts, cap_rsts;
+    int64_t rst_count;
+    TtlCount *rst_ttls; /* TTL histogram of every RST, first-seen order */
+    Py_ssize_t nrttl, cap_rttl;
     double first_ts, last_ts, unanswered_since;
     int has_last;
     Event last;
@@ -127,6 +131,7 @@ static PyObject *S_key, *S_proto, *S_client, *S_cport, *S_server, *S_sport, *S_i
     *S_closed, *S_hot, *S_after_rst, *S_syn_seen, *S_synack_seen, *S_ended, *S_icmp,
     *S_evicted, *S_seq, *S_payload_bytes, *S_ttls, *S_df_set, *S_df_clear, *S_isn,
     *S_payloads, *S_kept_bytes, *S_payload_packets, *S_syn_count, *S_fin_frame, *S_rsts,
+    *S_rst_count, *S_rst_ttls,
     *S_last, *S_synack_count, *S_unanswered, *S_unanswered_since, *S_busy_us, *S_src, *S_dst,
     *S_dport, *S_flags, *S_ack, *S_ttl, *S_ipid, *S_win, *S_df, *S_ip_len, *S_payload,
     *S_frame, *S_ts, *S_quoted, *S_icmp_type, *S_icmp_code;
@@ -174,6 +179,7 @@ static uint64_t hash_key(const uint8_t *lo, int32_t lo_port, const uint8_t *hi, 
 static void dir_clear(Dir *d) {
     PyMem_Free(d->ttls);
     PyMem_Free(d->rsts);
+    PyMem_Free(d->rst_ttls);
     Py_XDECREF(d->payloads);
 }
 
@@ -192,8 +198,10 @@ static void flow_strip(CFlow *f) {
         dir_clear(d);
         d->ttls = NULL;
         d->rsts = NULL;
+        d->rst_ttls = NULL;
         d->payloads = NULL;
         d->nttl = d->cap_ttl = d->nrsts = d->cap_rsts = d->npayloads = 0;
+        d->nrttl = d->cap_rttl = 0;
     }
     PyMem_Free(f->events);
     f->events = NULL;
@@ -388,16 +396,19 @@ static int add_event(Table *t, CFlow *f, const Event *ev) {
     return 0;
 }
 
-static int ttl_add(Dir *d, int32_t ttl) {
-    for (Py_ssize_t i = 0; i < d->nttl; i++) {
-        if (d->ttls[i].ttl == ttl) { d->ttls[i].count++; return 0; }
+/* one more packet with this TTL in a histogram kept in first-seen order (a Python dict) */
+static int hist_add(TtlCount **h, Py_ssize_t *n, Py_ssize_t *cap, int32_t ttl) {
+    for (Py_ssize_t i = 0; i < *n; i++) {
+        if ((*h)[i].ttl == ttl) { (*h)[i].count++; return 0; }
     }
-    if (grow((void **)&d->ttls, &d->cap_ttl, d->nttl + 1, sizeof(TtlCount)) < 0) return -1;
-    d->ttls[d->nttl].ttl = ttl;
-    d->ttls[d->nttl].count = 1;
-    d->nttl++;
+    if (grow((void **)h, cap, *n + 1, sizeof(TtlCount)) < 0) return -1;
+    (*h)[*n].ttl = ttl;
+    (*h)[*n].count = 1;
+    (*n)++;
     return 0;
 }
+
+static int ttl_add(Dir *d, int32_t ttl) { return hist_add(&d->ttls, &d->nttl, &d->cap_ttl, ttl); }
 
 /* the aggregates every packet updates (FlowTable._tcp / _udp, first block) */
 static int aggregates(CFlow *f, Dir *ds, Dir *other, const Pkt *p) {
@@ -476,8 +487,12 @@ static int track_tcp(Table *t, CFlow *f, int d, const Pkt *p) {
     }
     if (flags & TCP_RST) {
         kind = K_CLOSE;
-        if (grow((void **)&ds->rsts, &ds->cap_rsts, ds->nrsts + 1, sizeof(Event)) < 0) return -1;
-        ds->rsts[ds->nrsts++] = ev;
+        ds->rst_count++;
+        if (hist_add(&ds->rst_ttls, &ds->nrttl, &ds->cap_rttl, (int32_t)p->ttl) < 0) return -1;
+        if (ds->nrsts < MAX_RSTS_KEPT) { /* a flood of RSTs must not grow memory */
+            if (grow((void **)&ds->rsts, &ds->cap_rsts, ds->nrsts + 1, sizeof(Event)) < 0) return -1;
+            ds->rsts[ds->nrsts++] = ev;
+        }
         if (!f->hot) {
             f->hot = 1;
             /* context: the last packet each side sent before the first RST */
@@ -585,19 +600,25 @@ static PyObject *new_instance(PyObject *type) {
     return PyBaseObject_Type.tp_new((PyTypeObject *)type, empty, NULL);
 }
 
+static PyObject *hist_dict(const TtlCount *h, Py_ssize_t n) {
+    PyObject *out = PyDict_New();
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyLong_FromLong(h[i].ttl), *v = PyLong_FromLongLong(h[i].count);
+        int rc = (k && v) ? PyDict_SetItem(out, k, v) : -1;
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (rc < 0) { Py_DECREF(out); return NULL; }
+    }
+    return out;
+}
+
 static PyObject *dir_object(Table *t, Dir *d) {
     PyObject *o = new_instance(t->dir_type);
     if (!o) return NULL;
-    PyObject *ttls = PyDict_New();
-    if (!ttls) goto fail;
-    for (Py_ssize_t i = 0; i < d->nttl; i++) {
-        PyObject *k = PyLong_FromLong(d->ttls[i].ttl), *v = PyLong_FromLongLong(d->ttls[i].count);
-        int rc = (k && v) ? PyDict_SetItem(ttls, k, v) : -1;
-        Py_XDECREF(k);
-        Py_XDECREF(v);
-        if (rc < 0) { Py_DECREF(ttls); goto fail; }
-    }
-    if (set_new(o, S_ttls, ttls) < 0) goto fail;
+    if (set_new(o, S_ttls, hist_dict(d->ttls, d->nttl)) < 0) goto fail;
+    if (set_new(o, S_rst_ttls, hist_dict(d->rst_ttls, d->nrttl)) < 0) goto fail;
+    if (set_new(o, S_rst_count, PyLong_FromLongLong(d->rst_count)) < 0) goto fail;
     if (set_new(o, S_packets, PyLong_FromLongLong(d->packets)) < 0
         || set_new(o, S_bytes, PyLong_FromLongLong(d->bytes)) < 0
         || set_new(o, S_payload_bytes, PyLong_FromLongLong(d->payload_bytes)) < 0
@@ -1308,7 +1329,8 @@ PyMODINIT_FUNC PyInit__ctrack(void) {
     INTERN(S_ttls, "ttls"); INTERN(S_df_set, "df_set"); INTERN(S_df_clear, "df_clear");
     INTERN(S_isn, "isn"); INTERN(S_payloads, "payloads"); INTERN(S_kept_bytes, "kept_bytes");
     INTERN(S_payload_packets, "payload_packets"); INTERN(S_syn_count, "syn_count");
-    INTERN(S_fin_frame, "fin_frame"); INTERN(S_rsts, "rsts"); INTERN(S_last, "last");
+    INTERN(S_fin_frame, "fin_frame"); INTERN(S_rsts, "rsts"); INTERN(S_rst_count, "rst_count");
+    INTERN(S_rst_ttls, "rst_ttls"); INTERN(S_last, "last");
     INTERN(S_synack_count, "synack_count"); INTERN(S_unanswered, "unanswered");
     INTERN(S_unanswered_since, "unanswered_since"); INTERN(S_busy_us, "busy_us");
     INTERN(S_src, "src"); INTERN(S_dst, "dst"); INTERN(S_dport, "dport"); INTERN(S_flags, "flags");

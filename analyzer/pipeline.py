@@ -362,7 +362,7 @@ class Analyzer:
             rate = download_rate(flow)
             if rate is not None:
                 ctx.record_rate(flow.flow_id, flow.server, info.domain, rate)
-        answered = s.packets > 0 and not (s.packets == len(s.rsts))
+        answered = s.packets > 0 and not (s.packets == s.rst_count)
         if answered:
             # the server's own TTL (its non-RST packets: RSTs may be forged), for later flows
             main = s.main_ttl()

@@ -33,6 +33,9 @@ C2S = 0
 S2C = 1
 # Packets recorded as key packets after a flow's first RST (to see data/ACKs racing it).
 AFTER_RST_EVENTS = 24
+# RSTs kept per direction as events (all are counted, with their TTLs): a capture can hold
+# a flood of them on one flow, and memory stays bounded per flow.
+MAX_RSTS_KEPT = 64
 
 # Key packet tuple layout (plain tuples in the hot path, see STYLE rule 6):
 E_FRAME: Final = 0
@@ -70,7 +73,7 @@ class Direction:
 
     __slots__ = (
         "packets", "bytes", "payload_bytes", "ttls", "df_set", "df_clear", "isn", "payloads",
-        "kept_bytes", "payload_packets", "syn_count", "fin_frame", "rsts",
+        "kept_bytes", "payload_packets", "syn_count", "fin_frame", "rsts", "rst_count", "rst_ttls",
         "first_ts", "last_ts", "last", "synack_count", "unanswered", "unanswered_since",
         "busy_us",
     )
@@ -89,7 +92,9 @@ class Direction:
         self.syn_count = 0
         self.synack_count = 0
         self.fin_frame = 0
-        self.rsts: list[Event] = []
+        self.rsts: list[Event] = []  # the first MAX_RSTS_KEPT RSTs of this side
+        self.rst_count = 0  # all of them
+        self.rst_ttls: dict[int, int] = {}  # TTL histogram of all of them
         self.first_ts = 0.0
         self.last_ts = 0.0
         self.last: Optional[Event] = None  # the most recent packet of this side
@@ -103,10 +108,9 @@ class Direction:
     def genuine_ttls(self) -> dict[int, int]:
         """TTL histogram of this side's packets other than RSTs (which may be forged)."""
         counts = dict(self.ttls)
-        for ev in self.rsts:
-            t = ev[E_TTL]
+        for t, n in self.rst_ttls.items():
             if t in counts:
-                counts[t] -= 1
+                counts[t] -= n
                 if counts[t] <= 0:
                     del counts[t]
         return counts
@@ -321,7 +325,10 @@ class FlowTable:
                 ds.fin_frame = pkt.frame
         if flags & TCP_RST:
             kind = K_CLOSE
-            ds.rsts.append(ev)
+            ds.rst_count += 1
+            ds.rst_ttls[pkt.ttl] = ds.rst_ttls.get(pkt.ttl, 0) + 1
+            if len(ds.rsts) < MAX_RSTS_KEPT:  # a flood of RSTs must not grow memory
+                ds.rsts.append(ev)
             if not flow.hot:
                 flow.hot = True
                 # context: the last packet each side sent before the first RST
