@@ -34,6 +34,28 @@ enum { K_HANDSHAKE = 0, K_PAYLOAD = 1, K_CLOSE = 2, K_AFTER_RST = 3, K_CONTEXT =
 #define MAX_ICMP_PER_FLOW 16
 #define SHARD_MULT 2654435761ULL
 
+/* header lengths and fields (analyzer/decode/packet.py names them the same) */
+#define ETH_HEADER_LEN 14
+#define ETH_TYPE_AT 12
+#define ETHERTYPE_IPV4 0x0800
+#define ETHERTYPE_IPV6 0x86DD
+#define ETHERTYPE_VLAN 0x8100     /* 802.1Q */
+#define ETHERTYPE_QINQ 0x88A8     /* 802.1ad */
+#define ETHERTYPE_QINQ_OLD 0x9100
+#define VLAN_TAG_LEN 4
+#define MAX_VLAN_TAGS 4
+#define SLL_HEADER_LEN 16
+#define SLL2_HEADER_LEN 20
+#define NULL_HEADER_LEN 4
+#define AF_INET_ 2 /* BSD loopback family; the IPv6 values differ per OS: 10, 24, 28, 30 */
+#define IPV4_MIN_HEADER 20
+#define IPV4_FLAG_DF 0x4000
+#define IPV4_FLAG_MF 0x2000
+#define IPV4_FRAG_OFFSET_MASK 0x1FFF
+#define IPV6_HEADER_LEN 40
+#define TCP_MIN_HEADER 20
+#define UDP_HEADER_LEN 8
+
 /* link types (analyzer/sources/files.py) */
 #define LT_NULL 0
 #define LT_EN10MB 1
@@ -849,31 +871,31 @@ static int decode_plain(const uint8_t *buf, Py_ssize_t buflen, int64_t off, int6
     int version;
     switch (lt) {
     case LT_EN10MB: {
-        if (off + 14 > end) return 0;
-        uint32_t et = be16(buf + off + 12);
-        o = off + 14;
+        if (off + ETH_HEADER_LEN > end) return 0;
+        uint32_t et = be16(buf + off + ETH_TYPE_AT);
+        o = off + ETH_HEADER_LEN;
         int tags = 0;
-        while (et == 0x8100 || et == 0x88A8 || et == 0x9100) {
+        while (et == ETHERTYPE_VLAN || et == ETHERTYPE_QINQ || et == ETHERTYPE_QINQ_OLD) {
             tags++;
-            if (tags > 4 || o + 4 > end) return 0;
+            if (tags > MAX_VLAN_TAGS || o + VLAN_TAG_LEN > end) return 0;
             et = be16(buf + o + 2);
-            o += 4;
+            o += VLAN_TAG_LEN;
         }
-        version = et == 0x0800 ? 4 : (et == 0x86DD ? 6 : 0);
+        version = et == ETHERTYPE_IPV4 ? 4 : (et == ETHERTYPE_IPV6 ? 6 : 0);
         break;
     }
     case LT_SLL: {
-        if (off + 16 > end) return 0;
-        uint32_t et = be16(buf + off + 14);
-        version = et == 0x0800 ? 4 : (et == 0x86DD ? 6 : 0);
-        o = off + 16;
+        if (off + SLL_HEADER_LEN > end) return 0;
+        uint32_t et = be16(buf + off + SLL_HEADER_LEN - 2);
+        version = et == ETHERTYPE_IPV4 ? 4 : (et == ETHERTYPE_IPV6 ? 6 : 0);
+        o = off + SLL_HEADER_LEN;
         break;
     }
     case LT_SLL2: {
-        if (off + 20 > end) return 0;
+        if (off + SLL2_HEADER_LEN > end) return 0;
         uint32_t et = be16(buf + off);
-        version = et == 0x0800 ? 4 : (et == 0x86DD ? 6 : 0);
-        o = off + 20;
+        version = et == ETHERTYPE_IPV4 ? 4 : (et == ETHERTYPE_IPV6 ? 6 : 0);
+        o = off + SLL2_HEADER_LEN;
         break;
     }
     case LT_RAW: case LT_RAW_OLD_A: case LT_RAW_OLD_B:
@@ -889,7 +911,7 @@ static int decode_plain(const uint8_t *buf, Py_ssize_t buflen, int64_t off, int6
         version = 6;
         break;
     case LT_NULL: case LT_LOOP: {
-        if (off + 4 > end) return 0;
+        if (off + NULL_HEADER_LEN > end) return 0;
         const uint8_t *q = buf + off;
         uint32_t fam;
         if (lt == LT_LOOP) {
@@ -898,8 +920,8 @@ static int decode_plain(const uint8_t *buf, Py_ssize_t buflen, int64_t off, int6
             fam = (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16) | ((uint32_t)q[3] << 24);
             if (fam > 0xFFFF) fam = be32(q);
         }
-        version = fam == 2 ? 4 : ((fam == 10 || fam == 24 || fam == 28 || fam == 30) ? 6 : 0);
-        o = off + 4;
+        version = fam == AF_INET_ ? 4 : ((fam == 10 || fam == 24 || fam == 28 || fam == 30) ? 6 : 0);
+        o = off + NULL_HEADER_LEN;
         break;
     }
     default:
@@ -911,16 +933,16 @@ static int decode_plain(const uint8_t *buf, Py_ssize_t buflen, int64_t off, int6
     if (actual != version || (version != 4 && version != 6)) return 0;
     int64_t ip_end, l4;
     if (version == 4) {
-        if (o + 20 > end) return 0;
+        if (o + IPV4_MIN_HEADER > end) return 0;
         int64_t ihl = (int64_t)(buf[o] & 0x0F) * 4;
         int64_t total = be16(buf + o + 2);
-        if (ihl < 20 || total < ihl || o + ihl > end) return 0;
+        if (ihl < IPV4_MIN_HEADER || total < ihl || o + ihl > end) return 0;
         uint32_t fl = be16(buf + o + 6);
-        if (fl & 0x3FFF) return 0; /* a fragment: the Python path reassembles */
+        if (fl & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK)) return 0; /* a fragment: the Python path reassembles */
         p->proto = buf[o + 9];
         p->ttl = buf[o + 8];
         p->ipid = be16(buf + o + 4);
-        p->df = (fl & 0x4000) != 0;
+        p->df = (fl & IPV4_FLAG_DF) != 0;
         p->ip_len = total;
         p->alen = 4;
         p->src = buf + o + 12;
@@ -930,26 +952,26 @@ static int decode_plain(const uint8_t *buf, Py_ssize_t buflen, int64_t off, int6
         *a_word = be32(p->src);
         *b_word = be32(p->dst);
     } else {
-        if (o + 40 > end) return 0;
+        if (o + IPV6_HEADER_LEN > end) return 0;
         int64_t plen = be16(buf + o + 4);
         if (plen == 0) return 0; /* jumbogram */
         p->proto = buf[o + 6];
         p->ttl = buf[o + 7];
         p->ipid = -1;
         p->df = 0;
-        p->ip_len = 40 + plen;
+        p->ip_len = IPV6_HEADER_LEN + plen;
         p->alen = 16;
         p->src = buf + o + 8;
         p->dst = buf + o + 24;
-        ip_end = o + 40 + plen < end ? o + 40 + plen : end;
-        l4 = o + 40;
+        ip_end = o + IPV6_HEADER_LEN + plen < end ? o + IPV6_HEADER_LEN + plen : end;
+        l4 = o + IPV6_HEADER_LEN;
         *a_word = be32(p->src) ^ be32(p->src + 4) ^ be32(p->src + 8) ^ be32(p->src + 12);
         *b_word = be32(p->dst) ^ be32(p->dst + 4) ^ be32(p->dst + 8) ^ be32(p->dst + 12);
     }
     if (p->proto == PROTO_TCP) {
-        if (l4 + 20 > ip_end) return 0;
+        if (l4 + TCP_MIN_HEADER > ip_end) return 0;
         int64_t hlen = (int64_t)(buf[l4 + 12] >> 4) * 4;
-        if (hlen < 20 || l4 + hlen > ip_end) return 0;
+        if (hlen < TCP_MIN_HEADER || l4 + hlen > ip_end) return 0;
         p->sport = (int32_t)be16(buf + l4);
         p->dport = (int32_t)be16(buf + l4 + 2);
         p->seq = be32(buf + l4 + 4);
@@ -959,14 +981,14 @@ static int decode_plain(const uint8_t *buf, Py_ssize_t buflen, int64_t off, int6
         p->payload = buf + l4 + hlen;
         p->plen = (Py_ssize_t)(ip_end - (l4 + hlen));
     } else if (p->proto == PROTO_UDP) {
-        if (l4 + 8 > ip_end) return 0;
+        if (l4 + UDP_HEADER_LEN > ip_end) return 0;
         int64_t ulen = be16(buf + l4 + 4);
-        int64_t stop = ulen < 8 ? ip_end : (l4 + ulen < ip_end ? l4 + ulen : ip_end);
+        int64_t stop = ulen < UDP_HEADER_LEN ? ip_end : (l4 + ulen < ip_end ? l4 + ulen : ip_end);
         p->sport = (int32_t)be16(buf + l4);
         p->dport = (int32_t)be16(buf + l4 + 2);
         p->seq = p->ack = p->flags = p->win = 0;
-        p->payload = buf + l4 + 8;
-        p->plen = (Py_ssize_t)(stop - (l4 + 8));
+        p->payload = buf + l4 + UDP_HEADER_LEN;
+        p->plen = (Py_ssize_t)(stop - (l4 + UDP_HEADER_LEN));
     } else {
         return 0;
     }
