@@ -79,8 +79,11 @@ def analyze_files_parallel(paths: list[str], settings: Optional[Settings] = None
             stream.close()
     t0 = time.perf_counter()
     mp = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-    with mp.Pool(jobs) as pool:
-        outs = pool.map(_worker, [(list(paths), settings, k, jobs) for k in range(jobs)])
+    # shards 1..N-1 in child processes, shard 0 here meanwhile: one process fewer to start,
+    # and one share of the results that is never pickled
+    with mp.Pool(jobs - 1) as pool:
+        others = pool.map_async(_worker, [(list(paths), settings, k, jobs) for k in range(1, jobs)])
+        outs = [_worker((list(paths), settings, 0, jobs))] + others.get()
     parent = Analyzer(settings)
     result = parent.result
     for i in range(len(paths)):
