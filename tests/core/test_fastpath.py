@@ -162,3 +162,17 @@ def test_mutated_captures_identical_and_never_raise(tmp_path: Path) -> None:
         p = tmp_path / f"m{it}.pcap"
         p.write_bytes(bytes(data))
         _same(p, 64)
+
+
+def test_c_table_with_the_numpy_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One extension built and not the other (the record scan missing, the flow table there):
+    the C table then reads numpy batches; still the reference's documents."""
+    if not ctable.available():
+        pytest.skip("analyzer._ctrack is not built")
+    from analyzer import speedups
+
+    caps = sorted((ROOT / "captures").glob("*.pcap"))[:8] + sorted(DATA.glob("*.pcap*"))
+    monkeypatch.setattr(speedups, "native", None)
+    for p in caps:
+        ref = _doc(p, reference=True, chunk_packets=7)
+        assert ref == _doc(p, native=True, chunk_packets=7), p.name
