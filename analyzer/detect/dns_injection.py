@@ -357,32 +357,44 @@ def _bogon_hits(txn: DnsTransaction, r: DnsResponse) -> list[str]:
             if rr.address is not None and is_bogon(rr.address)]
 
 
-@dataclass(frozen=True, slots=True)
 class _Others:
-    """The resolver's baseline minus this transaction's own responses."""
+    """The resolver's baseline minus this transaction's own responses. ``ipids`` is computed
+    when first read: only the IP-ID check needs it, and it mostly does not run."""
 
-    n: int
-    ttls: dict[int, int]
-    df: dict[bool, int]
-    flags: dict[int, int]
-    ipids: tuple[tuple[int, int, int], ...]
+    __slots__ = ("n", "ttls", "df", "flags", "_ipids", "_baseline", "_txn")
+
+    def __init__(self, n: int, ttls: dict[int, int], df: dict[bool, int], flags: dict[int, int],
+                 baseline: Optional[ResolverBaseline], txn: Optional[DnsTransaction]) -> None:
+        self.n = n
+        self.ttls = ttls
+        self.df = df
+        self.flags = flags
+        self._ipids: Optional[tuple[tuple[int, int, int], ...]] = None if baseline else ()
+        self._baseline = baseline
+        self._txn = txn
+
+    @property
+    def ipids(self) -> tuple[tuple[int, int, int], ...]:
+        if self._ipids is None:
+            assert self._baseline is not None and self._txn is not None
+            own = {(r.input, r.frame) for r in self._txn.responses}
+            self._ipids = tuple([s for s in self._baseline.ipids if (s[0], s[1]) not in own])
+        return self._ipids
 
 
 def _others(txn: DnsTransaction, b: Optional[ResolverBaseline]) -> _Others:
     if b is None:
-        return _Others(0, {}, {}, {}, ())
+        return _Others(0, {}, {}, {}, None, None)
     ttls = dict(b.ttls)
     df = {True: b.df_set, False: b.df_clear}
     flags = dict(b.flag_patterns)
-    own = {(r.input, r.frame) for r in txn.responses}
     for r in txn.responses:
         ttls[r.ttl] = max(0, ttls.get(r.ttl, 0) - 1)
         df[r.df] = max(0, df[r.df] - 1)
         pat = r.flags & BASELINE_FLAG_BITS
         flags[pat] = max(0, flags.get(pat, 0) - 1)
     n = max(0, b.responses - len(txn.responses))
-    ipids = tuple([s for s in b.ipids if (s[0], s[1]) not in own])
-    return _Others(n, ttls, df, flags, ipids)
+    return _Others(n, ttls, df, flags, b, txn)
 
 
 def _mode(counts: dict[int, int]) -> Optional[int]:
@@ -580,8 +592,9 @@ def detect_dns(txn: DnsTransaction, baseline: Optional[ResolverBaseline], th: Th
     others = _others(txn, baseline)
     responses = list(txn.responses)
     usable = [r for r in responses if _usable(r)]
-    keys = {id(r): _answer_key(r) for r in responses}
-    distinct = {keys[id(r)] for r in usable}
+    # answer sets are compared only when two responses could disagree
+    keys = {id(r): _answer_key(r) for r in responses} if len(usable) > 1 else {}
+    distinct = {keys[id(r)] for r in usable} if len(usable) > 1 else set(range(len(usable)))
 
     per: dict[int, dict[str, str]] = {}  # id(response) -> signal -> reason
     forged: list[DnsResponse] = []
