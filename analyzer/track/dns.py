@@ -535,18 +535,24 @@ class DnsTracker:
         return st.snapshot
 
     def _learn_names(self, qname: str, answers: tuple[DnsRR, ...]) -> None:
+        q_ok = bool(qname) and qname != "."
+        names = self._names
         for rr in answers:
-            if rr.address is None:
+            addr = rr.address
+            if addr is None:
                 continue
-            new = tuple(n for n in dict.fromkeys((qname, rr.name)) if n and n != ".")
+            # the query name and the owner name, in that order, once each, without "" and "."
+            name = rr.name
+            n_ok = bool(name) and name != "." and name != qname
+            new = ((qname, name) if n_ok else (qname,)) if q_ok else ((name,) if n_ok else ())
             if not new:
                 continue
-            old = self._names.get(rr.address, ())
-            merged = tuple(dict.fromkeys(new + old))[:MAX_NAMES_PER_ADDR]
-            self._names[rr.address] = merged
-            self._names.move_to_end(rr.address)
-            if len(self._names) > self.max_names:
-                self._names.popitem(last=False)
+            old = names.get(addr, ())
+            if old[:len(new)] != new:  # else merging changes nothing (old has no repeats)
+                names[addr] = tuple(dict.fromkeys(new + old))[:MAX_NAMES_PER_ADDR]
+            names.move_to_end(addr)
+            if len(names) > self.max_names:
+                names.popitem(last=False)
 
     def names_for(self, addr: bytes) -> tuple[str, ...]:
         """Names whose A/AAAA answers contained ``addr`` (most recent first)."""
