@@ -116,8 +116,10 @@ class Direction:
         return counts
 
     def main_ttl(self) -> Optional[int]:
-        """Most frequent TTL among this side's non-RST packets."""
-        counts = self.genuine_ttls()
+        """Most frequent TTL among this side's non-RST packets (ties: the lowest TTL)."""
+        counts = self.genuine_ttls() if self.rst_ttls else self.ttls  # no copy without RSTs
+        if len(counts) == 1:
+            return next(iter(counts))  # the usual case: one TTL per side
         if not counts:
             return None
         return max(counts.items(), key=lambda kv: (kv[1], -kv[0]))[0]
