@@ -69,6 +69,8 @@ VPN_TARGETS = {Target.OPENVPN, Target.WIREGUARD, Target.IPSEC, Target.L2TP, Targ
 # capture on the first-hop router) was captured on its own side of the path.
 INITIAL_TTLS = (64, 128, 255)
 VANTAGE_SLACK = 1
+# every TTL a client-side capture can show: an initial TTL, or up to VANTAGE_SLACK less
+_VANTAGE_TTLS = frozenset(init - k for init in INITIAL_TTLS for k in range(VANTAGE_SLACK + 1))
 
 
 def client_side_vantage(flow: Flow) -> bool:
@@ -78,7 +80,7 @@ def client_side_vantage(flow: Flow) -> bool:
     ttls = flow.dirs[C2S].ttls
     if not ttls:
         return False
-    return all(any(0 <= init - t <= VANTAGE_SLACK for init in INITIAL_TTLS) for t in ttls)
+    return _VANTAGE_TTLS.issuperset(ttls)
 
 
 def detect(flow: Flow, info: FlowInfo, ctx: Context) -> list[Finding]:
