@@ -11,6 +11,7 @@ RFCs: 791 (IPv4), 8200 (IPv6 and extension headers), 9293 (TCP), 768 (UDP), 792/
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from typing import Optional
 
 from analyzer.sources.files import (
@@ -396,6 +397,7 @@ def _decode_quoted(buf: bytes, o: int, end: int) -> Optional[Packet]:
         return None
 
 
+@lru_cache(maxsize=1024)  # 9 flag bits: at most 512 strings
 def tcp_flags_str(flags: int) -> str:
     """Wireshark-like compact flag string, e.g. 'SA', 'RA', 'FPA'."""
     out = []

@@ -301,12 +301,11 @@ def ladder(flow: Flow, events: list[Event], forged: set[int]) -> tuple[LadderPac
     for e in events:
         d = e[3]
         flags = e[E_FLAGS]
-        summary = tcp_flags_str(flags)
-        if e[E_LEN]:
-            summary += f" len={e[E_LEN]}"
+        text = tcp_flags_str(flags)
+        summary = f"{text} len={e[E_LEN]}" if e[E_LEN] else text
         out.append(LadderPacket(
             frame=e[E_FRAME], ts=e[E_TS], dir="c2s" if d == C2S else "s2c", summary=summary,
-            input=e[E_INPUT], flags=tcp_flags_str(flags), ttl=e[E_TTL],
+            input=e[E_INPUT], flags=text, ttl=e[E_TTL],
             ipid=e[E_IPID] if e[E_IPID] >= 0 else None,
             seq=flow.rel_seq(d, e[E_SEQ]), ack=flow.rel_seq(1 - d, e[E_ACK]) if flags & TCP_ACK else None,
             win=e[E_WIN], len=e[E_LEN], forged=e[E_FRAME] in forged,
