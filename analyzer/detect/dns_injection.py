@@ -251,6 +251,10 @@ class ForgedPool:
         self.entries: tuple[PoolEntry, ...] = tuple(entries)
         self._table = PrefixTable((e.network, e) for e in self.entries)
 
+    def holds(self, addr: bytes) -> bool:
+        """True when some entry's network holds ``addr`` (match() can only answer then)."""
+        return bool(self._table.lookup(addr))
+
     def match(self, addr: bytes, names: tuple[str, ...]) -> Optional[PoolEntry]:
         """The entry that makes ``addr`` a forged answer for these names, or None."""
         for e in self._table.lookup(addr):
@@ -338,15 +342,18 @@ def _chain_names(txn: DnsTransaction, r: DnsResponse) -> tuple[str, ...]:
 
 
 def _pool_hits(txn: DnsTransaction, r: DnsResponse, pool: ForgedPool) -> list[str]:
-    names = _chain_names(txn, r)
+    names: Optional[tuple[str, ...]] = None  # the name chain, built only for a pool address
     hits = []
     for rr in r.answers:
         if rr.address is None:
             continue
         if rr.rtype == TYPE_AAAA and _is_teredo_forgery(rr.address, txn.qname):
             hits.append(f"{format_ip(rr.address)} (Teredo 2001::/32)")
-        elif pool.match(rr.address, names) is not None:
-            hits.append(f"{format_ip(rr.address)} (known forged pool)")
+        elif pool.holds(rr.address):
+            if names is None:
+                names = _chain_names(txn, r)
+            if pool.match(rr.address, names) is not None:
+                hits.append(f"{format_ip(rr.address)} (known forged pool)")
     return hits
 
 
