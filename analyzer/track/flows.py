@@ -14,6 +14,7 @@ it is full (settings.max_flows).
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict, deque
 from typing import Final, Optional
 
@@ -132,7 +133,7 @@ class Flow:
         "key", "proto", "client", "cport", "server", "sport", "input", "first_frame",
         "first_ts", "last_ts", "packets", "bytes", "dirs", "events", "closed", "hot",
         "after_rst", "syn_seen", "synack_seen", "ended", "icmp",
-        "evicted", "seq",
+        "evicted", "seq", "__weakref__",
     )
 
     def __init__(self, key: tuple[bytes, int, bytes, int, int], pkt: Packet, seq: int) -> None:
@@ -216,7 +217,10 @@ class FlowTable:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.flows: OrderedDict[tuple[bytes, int, bytes, int, int], Flow] = OrderedDict()
-        self.closing: deque[Flow] = deque()
+        # closed flows waiting out the linger: (ended, weak reference). Weak, because a flow
+        # that left the table (evicted, reused) must not be kept alive here: a file can close
+        # any number of flows within one linger window
+        self.closing: deque[tuple[float, weakref.ref[Flow]]] = deque()
         self.reused: list[Flow] = []  # flows ended because a new connection took their 4-tuple
         # flows with an IP datagram being reassembled (set by the pipeline's Reassembler)
         self.frag_pending: dict[tuple[bytes, int, bytes, int, int], int] = {}
@@ -348,7 +352,7 @@ class FlowTable:
         if not flow.closed and (flags & TCP_RST or (flow.dirs[0].fin_frame and flow.dirs[1].fin_frame)):
             flow.closed = True
             flow.ended = ts
-            self.closing.append(flow)
+            self.closing.append((ts, weakref.ref(flow)))
 
     def _add_event(self, flow: Flow, ev: Event) -> None:
         evs = flow.events
@@ -419,14 +423,16 @@ class FlowTable:
         self.reused = []
         closing = self.closing
         linger = self._linger
-        while closing and closing[0].ended + linger <= now:
-            f = closing.popleft()
+        while closing and closing[0][0] + linger <= now:
+            f = closing.popleft()[1]()
+            if f is None:
+                continue  # finished and released already
             if self.flows.get(f.key) is f and f.last_ts + linger <= now:
                 del self.flows[f.key]
                 out.append(f)
             elif self.flows.get(f.key) is f:
                 f.ended = f.last_ts
-                closing.append(f)
+                closing.append((f.ended, weakref.ref(f)))
         idle = self.settings.idle_timeout
         flows = self.flows
         while flows:

@@ -336,7 +336,8 @@ def _same_flow(a: Any, b: Any, where: str = "flow") -> None:
     if isinstance(a, (Flow, Direction)):
         assert type(a) is type(b), where
         for s in type(a).__slots__:
-            _same_flow(getattr(a, s), getattr(b, s), f"{where}.{s}")
+            if s != "__weakref__":  # identity, not state
+                _same_flow(getattr(a, s), getattr(b, s), f"{where}.{s}")
     elif isinstance(a, (tuple, list)):
         assert type(a) is type(b) and len(a) == len(b), (where, a, b)
         for i, (x, y) in enumerate(zip(a, b)):
