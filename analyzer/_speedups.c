@@ -15,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #define PCAP_RECORD_HEADER_LEN 16
@@ -423,9 +424,261 @@ fail_b:
     return NULL;
 }
 
+
+/* ---------------------------------------------------------------------------------------- */
+/* pcapng_scan                                                                                */
+
+#define PCAPNG_SHB 0x0A0D0D0AU
+#define PCAPNG_IDB 0x00000001U
+#define PCAPNG_PB 0x00000002U
+#define PCAPNG_SPB 0x00000003U
+#define PCAPNG_EPB 0x00000006U
+#define PCAPNG_OPT_ENDOFOPT 0
+#define PCAPNG_OPT_IF_TSRESOL 9
+#define PCAPNG_OPT_IF_TSOFFSET 14
+#define PCAPNG_BLOCK_MIN 12
+#define PCAPNG_BLOCK_SLACK 64 /* MAX_RECORD_LEN + this: the largest believable block */
+#define PCAPNG_PACKET_FIXED 20 /* EPB and PB: interface .. original length */
+
+/* skip reasons, in the order of the names returned */
+enum { SK_SECTION, SK_BLOCK_LEN, SK_IFACE, SK_PACKET, SK_UNKNOWN_IF, SK_COUNT };
+static const char *SKIP_NAMES[SK_COUNT] = {
+    "corrupt_section_header", "corrupt_block_length", "corrupt_interface_block",
+    "corrupt_packet_block", "unknown_interface"};
+
+typedef struct {
+    int64_t linktype;
+    double resolution, tsoffset;
+    int64_t snaplen;
+} Iface;
+
+static inline uint32_t
+rd16(const uint8_t *p, int big_endian)
+{
+    return big_endian ? (((uint32_t)p[0] << 8) | p[1]) : (((uint32_t)p[1] << 8) | p[0]);
+}
+
+static inline uint64_t
+rd64(const uint8_t *p, int big_endian)
+{
+    uint64_t a = rd32(p, big_endian), b = rd32(p + 4, big_endian);
+    return big_endian ? (a << 32) | b : (b << 32) | a;
+}
+
+PyDoc_STRVAR(pcapng_scan_doc,
+"pcapng_scan(buf, big_endian, interfaces, max_record_len)\n"
+"    -> (end, stop, big_endian, interfaces, idb_linktypes, skips, count, columns)\n\n"
+"The block walk of PcapngReader.batches over one buffer, from offset 0, with the state it\n"
+"carries between buffers (byte order, interfaces as (linktype, resolution, tsoffset,\n"
+"snaplen) tuples). end: where the walk stopped (an incomplete block, or len(buf) after\n"
+"damage); stop: damage that ends the file; idb_linktypes: the link types of the interface\n"
+"blocks read, in order; skips: reason -> count; columns: 5 * count native 8-byte values per\n"
+"packet block (data offset, captured length, wire length as int64, timestamp as float64,\n"
+"link type as int64; -1 and zeros for a block that could not be used).");
+
+static PyObject *
+pcapng_scan(PyObject *self, PyObject *args)
+{
+    Py_buffer vb;
+    int big;
+    PyObject *ifaces_in;
+    long long max_record_len;
+    if (!PyArg_ParseTuple(args, "y*pOL", &vb, &big, &ifaces_in, &max_record_len))
+        return NULL;
+    const uint8_t *b = vb.buf;
+    Py_ssize_t n = vb.len;
+    PyObject *result = NULL, *idb_lts = NULL, *ifaces_out = NULL, *skips = NULL;
+    Iface *ifs = NULL;
+    Py_ssize_t nifs = 0, cap_ifs = 0;
+    int64_t *cols = NULL;
+    Py_ssize_t count = 0, cap = 0;
+    Py_ssize_t skip[SK_COUNT] = {0};
+    int stop = 0;
+
+    if (!PyList_Check(ifaces_in)) {
+        PyErr_SetString(PyExc_TypeError, "interfaces must be a list");
+        goto fail;
+    }
+    idb_lts = PyList_New(0);
+    if (!idb_lts)
+        goto fail;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ifaces_in); i++) {
+        Iface f;
+        long long lt, snap;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(ifaces_in, i), "LddL", &lt, &f.resolution,
+                              &f.tsoffset, &snap))
+            goto fail;
+        f.linktype = lt;
+        f.snaplen = snap;
+        if (nifs == cap_ifs) {
+            cap_ifs = cap_ifs ? cap_ifs * 2 : 4;
+            Iface *t = PyMem_Realloc(ifs, (size_t)cap_ifs * sizeof(Iface));
+            if (!t) { PyErr_NoMemory(); goto fail; }
+            ifs = t;
+        }
+        ifs[nifs++] = f;
+    }
+
+    Py_ssize_t off = 0;
+    while (off + PCAPNG_BLOCK_MIN <= n) {
+        uint32_t btype = rd32(b + off, big);
+        if (btype == PCAPNG_SHB) {
+            const uint8_t *bom = b + off + 8;
+            if (bom[0] == 0x4d && bom[1] == 0x3c && bom[2] == 0x2b && bom[3] == 0x1a) {
+                big = 0;
+            } else if (bom[0] == 0x1a && bom[1] == 0x2b && bom[2] == 0x3c && bom[3] == 0x4d) {
+                big = 1;
+            } else {
+                skip[SK_SECTION]++;
+                off = n;
+                stop = 1;
+                break;
+            }
+            nifs = 0; /* a new section: new interfaces */
+        }
+        uint32_t blen = rd32(b + off + 4, big);
+        if (blen < PCAPNG_BLOCK_MIN || blen % 4 || (long long)blen > max_record_len + PCAPNG_BLOCK_SLACK) {
+            skip[SK_BLOCK_LEN]++;
+            off = n;
+            stop = 1;
+            break;
+        }
+        if ((Py_ssize_t)blen > n - off)
+            break;
+        Py_ssize_t start = off + 8, end = off + (Py_ssize_t)blen - 4;
+        if (btype == PCAPNG_IDB) {
+            Iface f = {-1, 1e-6, 0.0, 0};
+            if (start + 8 > end) {
+                skip[SK_IFACE]++;
+            } else {
+                f.linktype = rd16(b + start, big);
+                f.snaplen = rd32(b + start + 4, big);
+                Py_ssize_t o = start + 8;
+                while (o + 4 <= end) {
+                    uint32_t code = rd16(b + o, big), length = rd16(b + o + 2, big);
+                    o += 4;
+                    if (code == PCAPNG_OPT_ENDOFOPT || o + (Py_ssize_t)length > end)
+                        break;
+                    if (code == PCAPNG_OPT_IF_TSRESOL && length >= 1) {
+                        uint8_t v = b[o];
+                        f.resolution = (v & 0x80) ? pow(2.0, -(double)(v & 0x7F)) : pow(10.0, -(double)v);
+                    } else if (code == PCAPNG_OPT_IF_TSOFFSET && length >= 8) {
+                        f.tsoffset = (double)(int64_t)rd64(b + o, big);
+                    }
+                    o += (length + 3) & ~3U;
+                }
+                PyObject *lt = PyLong_FromLongLong(f.linktype);
+                if (!lt || PyList_Append(idb_lts, lt) < 0) { Py_XDECREF(lt); goto fail; }
+                Py_DECREF(lt);
+            }
+            if (nifs == cap_ifs) {
+                cap_ifs = cap_ifs ? cap_ifs * 2 : 4;
+                Iface *t = PyMem_Realloc(ifs, (size_t)cap_ifs * sizeof(Iface));
+                if (!t) { PyErr_NoMemory(); goto fail; }
+                ifs = t;
+            }
+            ifs[nifs++] = f;
+        } else if (btype == PCAPNG_EPB || btype == PCAPNG_PB || btype == PCAPNG_SPB) {
+            /* data offset, caplen, wirelen, ts, linktype; the placeholder keeps frame numbers */
+            int64_t r_off = start, r_cap = 0, r_wire = 0, r_lt = -1;
+            double r_ts = 0.0;
+            if (btype == PCAPNG_SPB) {
+                if (start + 4 > end || nifs == 0) {
+                    skip[SK_PACKET]++;
+                } else {
+                    int64_t wire = rd32(b + start, big), room = end - start - 4;
+                    int64_t caplen = wire < room ? wire : room;
+                    if (ifs[0].snaplen && ifs[0].snaplen < caplen)
+                        caplen = ifs[0].snaplen;
+                    r_off = start + 4; r_cap = caplen; r_wire = wire; r_lt = ifs[0].linktype;
+                }
+            } else if (start + PCAPNG_PACKET_FIXED > end) {
+                skip[SK_PACKET]++;
+            } else {
+                uint32_t ifid, hi, lo, caplen, wire;
+                if (btype == PCAPNG_EPB) {
+                    ifid = rd32(b + start, big);
+                    hi = rd32(b + start + 4, big);
+                    lo = rd32(b + start + 8, big);
+                } else {
+                    ifid = rd16(b + start, big);
+                    hi = rd32(b + start + 4, big);
+                    lo = rd32(b + start + 8, big);
+                }
+                caplen = rd32(b + start + 12, big);
+                wire = rd32(b + start + 16, big);
+                Py_ssize_t data = start + PCAPNG_PACKET_FIXED;
+                if ((Py_ssize_t)ifid >= nifs) {
+                    skip[SK_UNKNOWN_IF]++;
+                } else if ((Py_ssize_t)caplen > end - data) {
+                    skip[SK_PACKET]++;
+                } else {
+                    const Iface *f = &ifs[ifid];
+                    /* Python: ((hi << 32) | lo) * res + tso, each step rounded */
+                    volatile double prod = (double)(((uint64_t)hi << 32) | lo) * f->resolution;
+                    r_off = data; r_cap = caplen; r_wire = wire; r_lt = f->linktype;
+                    r_ts = prod + f->tsoffset;
+                }
+            }
+            if (count == cap) {
+                cap = cap ? cap * 2 : 4096;
+                int64_t *t = PyMem_Realloc(cols, (size_t)cap * 5 * sizeof(int64_t));
+                if (!t) { PyErr_NoMemory(); goto fail; }
+                cols = t;
+            }
+            int64_t *row = cols + count * 5;
+            row[0] = r_off; row[1] = r_cap; row[2] = r_wire;
+            memcpy(&row[3], &r_ts, sizeof(double));
+            row[4] = r_lt;
+            count++;
+        }
+        off += (Py_ssize_t)blen;
+    }
+
+    ifaces_out = PyList_New(nifs);
+    if (!ifaces_out)
+        goto fail;
+    for (Py_ssize_t i = 0; i < nifs; i++) {
+        PyObject *t = Py_BuildValue("(LddL)", (long long)ifs[i].linktype, ifs[i].resolution,
+                                    ifs[i].tsoffset, (long long)ifs[i].snaplen);
+        if (!t)
+            goto fail;
+        PyList_SET_ITEM(ifaces_out, i, t);
+    }
+    skips = PyDict_New();
+    if (!skips)
+        goto fail;
+    for (int k = 0; k < SK_COUNT; k++) {
+        if (!skip[k])
+            continue;
+        PyObject *v = PyLong_FromSsize_t(skip[k]);
+        if (!v || PyDict_SetItemString(skips, SKIP_NAMES[k], v) < 0) { Py_XDECREF(v); goto fail; }
+        Py_DECREF(v);
+    }
+    /* columns: offsets, caplens, wirelens, ts, linktypes, each count values */
+    PyObject *data = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(count * 5 * 8));
+    if (!data)
+        goto fail;
+    int64_t *out = (int64_t *)PyByteArray_AS_STRING(data);
+    for (Py_ssize_t i = 0; i < count; i++)
+        for (int c = 0; c < 5; c++)
+            out[c * count + i] = cols[i * 5 + c];
+    result = Py_BuildValue("(nOOOOOnN)", off, stop ? Py_True : Py_False, big ? Py_True : Py_False,
+                           ifaces_out, idb_lts, skips, count, data);
+fail:
+    Py_XDECREF(ifaces_out);
+    Py_XDECREF(idb_lts);
+    Py_XDECREF(skips);
+    PyMem_Free(ifs);
+    PyMem_Free(cols);
+    PyBuffer_Release(&vb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pcap_scan", pcap_scan, METH_VARARGS, pcap_scan_doc},
     {"extract", extract, METH_VARARGS, extract_doc},
+    {"pcapng_scan", pcapng_scan, METH_VARARGS, pcapng_scan_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,3 +14,8 @@ def extract(
     linktypes: npt.NDArray[np.int64],
     /,
 ) -> Optional[bytearray]: ...
+def pcapng_scan(
+    buf: bytes, big_endian: bool, interfaces: list[tuple[int, float, float, int]],
+    max_record_len: int, /,
+) -> tuple[int, bool, bool, list[tuple[int, float, float, int]], list[int], dict[str, int], int,
+           bytearray]: ...

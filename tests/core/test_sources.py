@@ -185,3 +185,26 @@ def test_seekable_and_piped_reads_give_the_same_records(chunk: int, monkeypatch:
         pipe = _records(io.BufferedReader(_Pipe(blob)))
         assert seek == pipe
         assert len(seek[0]) == records and seek[1] == skips
+
+
+@pytest.mark.parametrize("chunk", [5, 100, 4096, 4 << 20])
+@pytest.mark.parametrize("walk", ["c", "python"])
+def test_pcapng_seekable_and_piped_reads_give_the_same_records(
+        chunk: int, walk: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer import speedups
+    from analyzer.sources import files
+
+    if walk == "python":
+        monkeypatch.setattr(speedups, "native", None)
+    elif speedups.native is None:
+        pytest.skip("analyzer._speedups is not built")
+    monkeypatch.setattr(files, "CHUNK_BYTES", chunk)
+    for name in ("en10mb.pcapng", "multi-if.pcapng"):
+        data = (DATA / name).read_bytes()
+        total = len(_records(io.BytesIO(data))[0])
+        assert total > 3
+        for blob in (data, data[:-5], data[:40], data[:len(data) // 2]):
+            seek = _records(io.BytesIO(blob))
+            pipe = _records(io.BufferedReader(_Pipe(blob)))
+            assert seek == pipe, (name, len(blob))
+        assert _records(io.BytesIO(data[:-5]))[1] == {"truncated_block": 1}

@@ -394,3 +394,42 @@ def test_whole_document_identical(tmp_path: Path) -> None:
         c = _cli_doc(path, pure=False)
         ref = _cli_doc(path, pure=True)
         assert c == ref, path.name
+
+
+def _pcapng_corpus() -> list[bytes]:
+    """Real pcapng files plus built ones with every block kind, both byte orders, options."""
+    from tests.core.test_pcapng_blocks import _frames, epb, idb, pb, shb, spb
+
+    out = [p.read_bytes() for p in sorted(DATA.glob("*.pcapng"))]
+    f = _frames()
+    out.append(shb("<") + idb("<", 1, tsresol=9) + epb("<", 0, 1_700_000_000_123_456_789, f[0])
+               + spb("<", f[1]) + pb("<", 0, 5, f[2]) + shb(">") + idb(">", 101, tsoffset=1000)
+               + idb(">", 1, tsresol=0x80 | 20) + epb(">", 1, 7, f[3]) + epb(">", 5, 7, f[0]))
+    out.append(shb("<") + spb("<", f[0]) + epb("<", 0, 1, f[1]) + idb("<", 1) + epb("<", 0, 2, f[2]))
+    return out
+
+
+@needs_ext
+def test_pcapng_walk_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C block walk against the Python one: files, every truncation, mutations, chunk
+    sizes that split blocks, batch sizes."""
+    import random
+
+    from analyzer.sources import files
+
+    corpus = _pcapng_corpus()
+    rnd = random.Random(20261128)
+    for k, data in enumerate(corpus):
+        for bp in (1, 7, 65_536):
+            _same_batches(data, f"pcapng {k} batch {bp}", bp)
+        for cut in range(0, min(len(data), 1200) + 1, 3):
+            _same_batches(data[:cut], f"pcapng {k} cut {cut}")
+        for _ in range(150):
+            m = bytearray(data)
+            for _j in range(rnd.randint(1, 8)):
+                m[rnd.randrange(len(m))] = rnd.choice([0, 0xFF, 1, 2, 3, 6, 0x0A, 0x4D, rnd.randrange(256)])
+            _same_batches(bytes(m), f"pcapng {k} mutated")
+    for chunk in (13, 100, 4096):
+        monkeypatch.setattr(files, "CHUNK_BYTES", chunk)
+        for k, data in enumerate(corpus):
+            _same_batches(data, f"pcapng {k} chunk {chunk}")
