@@ -181,14 +181,46 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
-def _tell_if_seekable(stream: BinaryIO) -> Optional[int]:
-    """The stream's position when it is a seekable file (re-reading is cheap), else None."""
-    try:
-        if not stream.seekable():
-            return None
-        return stream.tell()
-    except (OSError, ValueError, AttributeError):
-        return None
+class _Chunks:
+    """A capture stream in chunks, for a walk that may stop inside a record or block.
+
+    A regular file is re-read from the first byte the walk did not use (`pending + chunk`
+    copied every chunk into a fresh allocation, which cost four times the read itself), with
+    reads doubled while one holds no complete item; a pipe gets the unused bytes joined to
+    the next chunk. ``first``: bytes the caller already took from the stream."""
+
+    __slots__ = ("stream", "pos", "size", "pending", "eof")
+
+    def __init__(self, stream: BinaryIO, first: bytes = b"") -> None:
+        self.stream = stream
+        try:  # a seekable file: where its first unread byte is
+            self.pos: Optional[int] = stream.tell() - len(first) if stream.seekable() else None
+        except (OSError, ValueError, AttributeError):
+            self.pos = None
+        self.size = CHUNK_BYTES
+        self.pending = first
+        self.eof = False  # the stream is exhausted: what the walk leaves now is truncated
+
+    def read(self) -> bytes:
+        if self.pos is not None:
+            self.stream.seek(self.pos)
+            buf = self.stream.read(self.size)
+            self.eof = len(buf) < self.size
+            return buf
+        chunk = self.stream.read(CHUNK_BYTES)
+        if not chunk:
+            self.eof = True
+            return self.pending
+        return self.pending + chunk if self.pending else chunk
+
+    def used(self, buf: bytes, off: int) -> int:
+        """The walk used buf[:off]; returns how many bytes it left."""
+        if self.pos is not None:
+            self.pos += off
+            self.size = self.size * 2 if off == 0 else CHUNK_BYTES
+        else:
+            self.pending = buf[off:]
+        return len(buf) - off
 
 
 class PcapReader(CaptureReader):
@@ -217,48 +249,25 @@ class PcapReader(CaptureReader):
     def batches(self) -> Iterator[Batch]:
         scan = self._scan_native if speedups.native is not None else self._scan_numpy
         lt = self.linktype_value
-        pending = b""
         frame = 0
-        eof = False
-        # A regular file is re-read from the first incomplete record instead of joining that
-        # record's start to the next chunk: `pending + chunk` copied every chunk into a fresh
-        # allocation, which cost four times the read itself.
-        pos = _tell_if_seekable(self.stream)
-        size = CHUNK_BYTES  # doubled while a read holds no complete record
-        while not eof:
-            if pos is not None:
-                self.stream.seek(pos)
-                buf = self.stream.read(size)
-                if len(buf) < size:
-                    eof = True  # whatever scan leaves of a short read is a truncated record
-            else:
-                chunk = self.stream.read(CHUNK_BYTES)
-                if not chunk:
-                    eof = True
-                    buf = pending
-                else:
-                    buf = pending + chunk if pending else chunk
-            n = len(buf)
+        chunks = _Chunks(self.stream)
+        while True:
+            buf = chunks.read()
             off, corrupt, parts = scan(buf)
-            if corrupt:
-                # No resync is possible in classic pcap: the rest is unreadable.
-                self.skip("corrupt_record_length")
-                eof = True
-                n = off
             for offsets, caplens, wirelens, ts in parts:
                 batch = Batch(buf, frame + 1, offsets, caplens, wirelens, ts,
                               memoryview(array("q", (lt,)) * len(offsets)))
                 frame += len(offsets)
                 yield batch
-            if pos is not None:
-                pos += off
-                size = size * 2 if off == 0 else CHUNK_BYTES
-                if eof and off < n:
+            if corrupt:
+                # No resync is possible in classic pcap: the rest is unreadable.
+                self.skip("corrupt_record_length")
+                break
+            left = chunks.used(buf, off)
+            if chunks.eof:
+                if left:
                     self.skip("truncated_record")
-                continue
-            pending = buf[off:n] if off < n else b""
-            if eof and pending:
-                self.skip("truncated_record")
+                break
         self.frames = frame
 
     def _scan_numpy(self, buf: bytes) -> tuple[int, bool, Iterator[_RecordColumns]]:
@@ -330,124 +339,88 @@ class PcapngReader(CaptureReader):
     def batches(self) -> Iterator[Batch]:
         endian = "<"
         interfaces: list[tuple[int, float, float, int]] = []  # linktype, resolution, offset, snaplen
-        pending = self._first
+        walk = self._walk_native if speedups.native is not None else self._walk_python
         frame = 0
-        eof = False
-        # a regular file is re-read from the first incomplete block (see PcapReader.batches);
-        # open_reader took the first bytes already
-        pos = _tell_if_seekable(self.stream)
-        if pos is not None:
-            pos -= len(self._first)
-        size = CHUNK_BYTES  # doubled while a read holds no complete block
+        chunks = _Chunks(self.stream, self._first)  # open_reader took the first bytes already
         while True:
-            if pos is not None:
-                self.stream.seek(pos)
-                buf = self.stream.read(size)
-                if len(buf) < size:
-                    eof = True  # what the walk leaves of a short read is a truncated block
-            elif not eof:
-                chunk = self.stream.read(CHUNK_BYTES)
-                if chunk:
-                    buf = pending + chunk if pending else chunk
-                else:
-                    eof = True
-                    buf = pending
-            else:
-                buf = pending
-            n = len(buf)
-            off = 0
-            if speedups.native is not None:
-                # the same block walk in C (analyzer/_speedups.c pcapng_scan)
-                off, stop, endian, interfaces, parts = self._walk_native(buf, endian, interfaces)
-                for batch in parts:
-                    batch.first_frame = frame + 1
-                    frame += len(batch)
-                    yield batch
-                if stop:
-                    eof = True
-                if pos is not None:
-                    pos += off
-                    size = size * 2 if off == 0 and not eof else CHUNK_BYTES
-                    if eof:
-                        if off < n:
-                            self.skip("truncated_block")
-                        break
-                    continue
-                pending = buf[off:n]
-                if eof:
-                    if pending:
-                        self.skip("truncated_block")
-                    break
-                continue
-            batch = Batch(buf, frame + 1)
-            while off + 12 <= n:
-                btype = struct.unpack_from(endian + "I", buf, off)[0]
-                if btype == PCAPNG_SHB:
-                    bom = buf[off + 8 : off + 12]
-                    if bom == b"\x4d\x3c\x2b\x1a":
-                        endian = "<"
-                    elif bom == b"\x1a\x2b\x3c\x4d":
-                        endian = ">"
-                    else:
-                        self.skip("corrupt_section_header")
-                        off = n
-                        eof = True
-                        break
-                    interfaces = []
-                blen = struct.unpack_from(endian + "I", buf, off + 4)[0]
-                if blen < 12 or blen % 4 or blen > MAX_RECORD_LEN + 64:
-                    self.skip("corrupt_block_length")
-                    off = n
-                    eof = True
-                    break
-                if off + blen > n:
-                    break
-                body = off + 8
-                if btype == PCAPNG_IDB:
-                    interfaces.append(self._parse_idb(buf, body, off + blen - 4, endian))
-                elif btype in (PCAPNG_EPB, PCAPNG_PB, PCAPNG_SPB):
-                    rec = self._parse_packet_block(buf, btype, body, off + blen - 4, endian, interfaces)
-                    if rec is not None:
-                        data_off, caplen, wirelen, ts, lt = rec
-                        batch.offsets.append(data_off)
-                        batch.caplens.append(caplen)
-                        batch.wirelens.append(wirelen)
-                        batch.ts.append(ts)
-                        batch.linktypes.append(lt)
-                    else:
-                        # Keep frame numbering aligned with Wireshark: the block still counts.
-                        batch.offsets.append(body)
-                        batch.caplens.append(0)
-                        batch.wirelens.append(0)
-                        batch.ts.append(0.0)
-                        batch.linktypes.append(-1)
-                    if len(batch.offsets) >= self.batch_packets:
-                        frame += len(batch.offsets)
-                        yield batch
-                        batch = Batch(buf, frame + 1)
-                off += blen
-            if batch.offsets:
-                frame += len(batch.offsets)
+            buf = chunks.read()
+            off, stop, endian, interfaces, parts = walk(buf, endian, interfaces)
+            for batch in parts:
+                batch.first_frame = frame + 1
+                frame += len(batch)
                 yield batch
-            if pos is not None:
-                pos += off
-                size = size * 2 if off == 0 and not eof else CHUNK_BYTES
-                if eof:
-                    if off < n:
-                        self.skip("truncated_block")
-                    break
-                continue
-            pending = buf[off:n]
-            if eof:
-                if pending:
+            if stop:  # damage that ends the file (counted by the walk)
+                break
+            left = chunks.used(buf, off)
+            if chunks.eof:
+                if left:
                     self.skip("truncated_block")
                 break
         self.frames = frame
 
+    def _walk_python(self, buf: bytes, endian: str, interfaces: list[tuple[int, float, float, int]]
+                     ) -> tuple[int, bool, str, list[tuple[int, float, float, int]], list[Batch]]:
+        """The blocks of one buffer: (where the walk stopped, damage that ends the file, byte
+        order, interfaces, batches with their frame numbers still to set). The reference for
+        :meth:`_walk_native`."""
+        n = len(buf)
+        off = 0
+        stop = False
+        parts: list[Batch] = []
+        batch = Batch(buf, 0)
+        while off + 12 <= n:
+            btype = struct.unpack_from(endian + "I", buf, off)[0]
+            if btype == PCAPNG_SHB:
+                bom = buf[off + 8 : off + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    endian = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    endian = ">"
+                else:
+                    self.skip("corrupt_section_header")
+                    off = n
+                    stop = True
+                    break
+                interfaces = []
+            blen = struct.unpack_from(endian + "I", buf, off + 4)[0]
+            if blen < 12 or blen % 4 or blen > MAX_RECORD_LEN + 64:
+                self.skip("corrupt_block_length")
+                off = n
+                stop = True
+                break
+            if off + blen > n:
+                break
+            body = off + 8
+            if btype == PCAPNG_IDB:
+                interfaces.append(self._parse_idb(buf, body, off + blen - 4, endian))
+            elif btype in (PCAPNG_EPB, PCAPNG_PB, PCAPNG_SPB):
+                rec = self._parse_packet_block(buf, btype, body, off + blen - 4, endian, interfaces)
+                if rec is not None:
+                    data_off, caplen, wirelen, ts, lt = rec
+                    batch.offsets.append(data_off)
+                    batch.caplens.append(caplen)
+                    batch.wirelens.append(wirelen)
+                    batch.ts.append(ts)
+                    batch.linktypes.append(lt)
+                else:
+                    # Keep frame numbering aligned with Wireshark: the block still counts.
+                    batch.offsets.append(body)
+                    batch.caplens.append(0)
+                    batch.wirelens.append(0)
+                    batch.ts.append(0.0)
+                    batch.linktypes.append(-1)
+                if len(batch.offsets) >= self.batch_packets:
+                    parts.append(batch)
+                    batch = Batch(buf, 0)
+            off += blen
+        if batch.offsets:
+            parts.append(batch)
+        return off, stop, endian, interfaces, parts
+
     def _walk_native(self, buf: bytes, endian: str, interfaces: list[tuple[int, float, float, int]]
                      ) -> tuple[int, bool, str, list[tuple[int, float, float, int]], list[Batch]]:
-        """The block walk of :meth:`batches` over one buffer in C; identical results (the
-        Python walk stays the reference: tests/core/test_speedups.py)."""
+        """:meth:`_walk_python` in C (analyzer/_speedups.c pcapng_scan); identical results
+        (tests/core/test_speedups.py)."""
         native = speedups.native
         assert native is not None
         off, stop, big, interfaces, idb_lts, skips, count, data = native.pcapng_scan(
