@@ -465,6 +465,23 @@ rd64(const uint8_t *p, int big_endian)
     return big_endian ? (a << 32) | b : (b << 32) | a;
 }
 
+static int
+iface_push(Iface **ifs, Py_ssize_t *n, Py_ssize_t *cap, const Iface *f)
+{
+    if (*n == *cap) {
+        Py_ssize_t c = *cap ? *cap * 2 : 4;
+        Iface *t = PyMem_Realloc(*ifs, (size_t)c * sizeof(Iface));
+        if (!t) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *ifs = t;
+        *cap = c;
+    }
+    (*ifs)[(*n)++] = *f;
+    return 0;
+}
+
 PyDoc_STRVAR(pcapng_scan_doc,
 "pcapng_scan(buf, big_endian, interfaces, max_record_len)\n"
 "    -> (end, stop, big_endian, interfaces, idb_linktypes, skips, count, columns)\n\n"
@@ -510,13 +527,8 @@ pcapng_scan(PyObject *self, PyObject *args)
             goto fail;
         f.linktype = lt;
         f.snaplen = snap;
-        if (nifs == cap_ifs) {
-            cap_ifs = cap_ifs ? cap_ifs * 2 : 4;
-            Iface *t = PyMem_Realloc(ifs, (size_t)cap_ifs * sizeof(Iface));
-            if (!t) { PyErr_NoMemory(); goto fail; }
-            ifs = t;
-        }
-        ifs[nifs++] = f;
+        if (iface_push(&ifs, &nifs, &cap_ifs, &f) < 0)
+            goto fail;
     }
 
     Py_ssize_t off = 0;
@@ -571,13 +583,8 @@ pcapng_scan(PyObject *self, PyObject *args)
                 if (!lt || PyList_Append(idb_lts, lt) < 0) { Py_XDECREF(lt); goto fail; }
                 Py_DECREF(lt);
             }
-            if (nifs == cap_ifs) {
-                cap_ifs = cap_ifs ? cap_ifs * 2 : 4;
-                Iface *t = PyMem_Realloc(ifs, (size_t)cap_ifs * sizeof(Iface));
-                if (!t) { PyErr_NoMemory(); goto fail; }
-                ifs = t;
-            }
-            ifs[nifs++] = f;
+            if (iface_push(&ifs, &nifs, &cap_ifs, &f) < 0)
+                goto fail;
         } else if (btype == PCAPNG_EPB || btype == PCAPNG_PB || btype == PCAPNG_SPB) {
             /* data offset, caplen, wirelen, ts, linktype; the placeholder keeps frame numbers */
             int64_t r_off = start, r_cap = 0, r_wire = 0, r_lt = -1;
