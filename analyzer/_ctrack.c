@@ -1016,7 +1016,9 @@ static int get_array(PyObject *o, Py_buffer *view, char kind, Py_ssize_t need, c
 }
 
 /* feed(buf, offsets, caplens, wirelens, ts, linktypes, start, end, frame0, input, shard,
- *      nshards, slow, dns) -> (decoded, tmin, tmax) for the packets taken here; for every
+ *      nshards, slow, dns) -> (decoded, tmin, tmax, last): the packets taken here and their
+ * first/last time stamps, and the latest time stamp of any record of the range (capture
+ * time for expiry, the same in every shard); for every
  * other frame i of start..end, in order: slow(buf, frame0 + i, offset, caplen, wirelen, ts, lt).
  * An unfragmented UDP datagram to or from port 53 is tracked here (when this shard owns it)
  * and then handed to dns(src, dst, sport, dport, frame, ts, ttl, ipid, df, payload, owned). */
@@ -1057,9 +1059,11 @@ static PyObject *Table_feed(Table *t, PyObject *args) {
     const int64_t *offs = vo.buf, *caps = vc.buf, *wls = vw.buf, *lts = vl.buf;
     const double *tss = vt.buf;
     long long decoded = 0;
+    double last = end > start ? tss[start] : 0.0;
     double tmin = 0.0, tmax = 0.0;
     int err = 0;
     for (Py_ssize_t i = start; i < end; i++) {
+        if (tss[i] > last) last = tss[i];
         if (lts[i] < 0) continue; /* a block the reader could not use: counted already */
         Pkt p;
         uint32_t aw = 0, bw = 0;
@@ -1106,7 +1110,7 @@ static PyObject *Table_feed(Table *t, PyObject *args) {
     PyBuffer_Release(&vb); PyBuffer_Release(&vo); PyBuffer_Release(&vc); PyBuffer_Release(&vw);
     PyBuffer_Release(&vt); PyBuffer_Release(&vl);
     if (err) return NULL;
-    return Py_BuildValue("(Ldd)", decoded, tmin, tmax);
+    return Py_BuildValue("(Lddd)", decoded, tmin, tmax, last);
 }
 
 /* FlowTable.expire */

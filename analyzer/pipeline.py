@@ -129,37 +129,36 @@ class Analyzer:
             if not gc.isenabled():
                 gc.collect()
         chunk = max(1, self.settings.chunk_packets)
-        # the C path reads the batch as plain buffers (no numpy); the others as arrays
-        tss = batch.columns()[3] if self.ctable is not None else batch.arrays()[3]
         for start in range(0, n, chunk):
             end = min(n, start + chunk)
-            if self.settings.reference:
-                lists = batch.lists()
-                for i in range(start, end):
-                    self._packet(batch, lists, i)
-            elif self.ctable is not None:
-                self._native_chunk(self.ctable, batch, start, end, info)
+            if self.ctable is not None:  # None in reference mode
+                last = self._native_chunk(self.ctable, batch, start, end, info)
             else:
-                self._fast_chunk(batch, start, end, info)
+                if self.settings.reference:
+                    lists = batch.lists()
+                    for i in range(start, end):
+                        self._packet(batch, lists, i)
+                else:
+                    self._fast_chunk(batch, start, end, info)
+                last = float(batch.arrays()[3][start:end].max())
             # capture time advances with every record of the chunk (the same in every shard)
-            if end > start:
-                t = float(max(tss[start:end]))
-                if t > self._now:
-                    self._now = t
+            if last > self._now:
+                self._now = last
             self.expire(self._now)
 
-    def _native_chunk(self, table: Table, batch: Batch, start: int, end: int, info: InputInfo) -> None:
+    def _native_chunk(self, table: Table, batch: Batch, start: int, end: int, info: InputInfo) -> float:
         """The C table takes the plain TCP/UDP frames; the others come back, in order, to
-        the per-packet path."""
+        the per-packet path. Returns the latest time stamp of the chunk's records."""
         offs, caps, wls, tss, lts = batch.columns()
         k, nshards = self.settings.shard
-        n, tmin, tmax = table.feed(batch.buf, offs, caps, wls, tss, lts, start, end,
-                                   batch.first_frame, self._input, k, nshards, self._frame,
-                                   self._dns_udp)
+        n, tmin, tmax, last = table.feed(batch.buf, offs, caps, wls, tss, lts, start, end,
+                                         batch.first_frame, self._input, k, nshards, self._frame,
+                                         self._dns_udp)
         if n:
             self.native_packets += n
             self.stats.decoded += n
             self._saw_time(info, tmin, tmax)
+        return last
 
     def _fast_chunk(self, batch: Batch, start: int, end: int, info: InputInfo) -> None:
         from analyzer.decode.fast import extract  # numpy: imported only for this path

@@ -403,7 +403,7 @@ def test_wrong_arguments_raise_and_leave_the_table_usable() -> None:
     with pytest.raises(TypeError):
         t.expire("now")
     assert len(t) == 0
-    assert _feed(t, [fr], [1.0]) == (1, 1.0, 1.0)
+    assert _feed(t, [fr], [1.0]) == (1, 1.0, 1.0, 1.0)  # decoded, first, last taken, last seen
     (flow,) = t.flush()
     assert flow.packets == 1 and flow.dirs[0].isn == 1
 
@@ -420,10 +420,11 @@ def test_lying_offsets_go_to_the_slow_path_untouched() -> None:
     caps = [len(fr), -5, big, 1, 2, len(fr) + 1]
     got: list[tuple[int, int]] = []
     n = t.feed(fr, memoryview(array("q", offs)), memoryview(array("q", caps)),
-               memoryview(array("q", caps)), memoryview(array("d", [1.0] * 6)),
+               memoryview(array("q", caps)), memoryview(array("d", [1.0, 2.0, 6.0, 3.0, 4.0, 5.0])),
                memoryview(array("q", [1] * 6)), 0, 6, 0, 0, 0, 1,
                lambda b, f, o, c, w, ts, lt: got.append((o, c)), _nothing)
     assert n[0] == 0 and got == list(zip(offs, caps)) and len(t) == 0
+    assert n[3] == 6.0  # capture time: the latest record, taken here or not
 
 
 def _flood(n: int, ts: float = 1000.0, payload: bytes = b"") -> tuple[list[bytes], list[float]]:
