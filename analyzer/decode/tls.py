@@ -397,19 +397,21 @@ class _ClientHelloLayout(NamedTuple):
     ext_starts: list[int]  # where each extension's contents begin (length in the 2 bytes before)
 
 
-def _walk_client_hello(msg: bytes) -> _ClientHelloLayout:
-    """Check a handshake message that must be a ClientHello, down to the extension headers;
+def _hello_start(msg: bytes, hello_type: int, max_length: int) -> tuple[int, int, int, int, int]:
+    """What a ClientHello and a ServerHello begin with, checked: the handshake header, the
+    legacy version, the random and the session id. Returns (declared end of the body, end of
+    what can be read of it, legacy_version, session_id length, offset after the session id);
     raises ``_Truncated`` on a prefix and ``_Malformed`` on garbage."""
     n = len(msg)
     # Handshake header: msg_type, uint24 length.
     if n < 1:
         raise _Truncated
-    if msg[0] != HANDSHAKE_TYPE_CLIENT_HELLO:
+    if msg[0] != hello_type:
         raise _Malformed
     if n < HANDSHAKE_HEADER_LENGTH:
         raise _Truncated
     length = (msg[1] << 16) | (msg[2] << 8) | msg[3]
-    if length > MAX_CLIENT_HELLO_LENGTH:
+    if length > max_length:
         raise _Malformed
     limit = HANDSHAKE_HEADER_LENGTH + length  # declared end of the body
     avail = n if n < limit else limit  # reads ending past this do not fit
@@ -432,6 +434,15 @@ def _walk_client_hello(msg: bytes) -> _ClientHelloLayout:
     pos += 1 + session_id_len
     if pos > limit:
         raise _Malformed
+    return limit, avail, legacy_version, session_id_len, pos
+
+
+def _walk_client_hello(msg: bytes) -> _ClientHelloLayout:
+    """Check a handshake message that must be a ClientHello, down to the extension headers;
+    raises ``_Truncated`` on a prefix and ``_Malformed`` on garbage."""
+    n = len(msg)
+    limit, avail, legacy_version, session_id_len, pos = _hello_start(
+        msg, HANDSHAKE_TYPE_CLIENT_HELLO, MAX_CLIENT_HELLO_LENGTH)
     # cipher_suites <2..2^16-2>
     if pos + 2 > avail:
         raise _fail(pos + 2, limit)
@@ -641,36 +652,8 @@ def _walk_server_hello(msg: bytes) -> tuple[int, int, int, int, list[int], int]:
     and ``_Malformed`` on garbage. Returns (legacy_version, session_id_len, cipher_suite,
     compression_method, extension types, selected_version)."""
     n = len(msg)
-    # Handshake header: msg_type, uint24 length.
-    if n < 1:
-        raise _Truncated
-    if msg[0] != HANDSHAKE_TYPE_SERVER_HELLO:
-        raise _Malformed
-    if n < HANDSHAKE_HEADER_LENGTH:
-        raise _Truncated
-    length = (msg[1] << 16) | (msg[2] << 8) | msg[3]
-    if length > MAX_SERVER_HELLO_LENGTH:
-        raise _Malformed
-    limit = HANDSHAKE_HEADER_LENGTH + length
-    avail = n if n < limit else limit
-    pos = HANDSHAKE_HEADER_LENGTH
-    if pos + 1 > avail:
-        raise _fail(pos + 1, limit)
-    if msg[pos] != PROTOCOL_VERSION_MAJOR:
-        raise _Malformed
-    # minor version + random + session id length
-    if pos + 3 + RANDOM_LENGTH > avail:
-        raise _fail(pos + 2 if pos + 2 > avail else
-                    pos + 2 + RANDOM_LENGTH if pos + 2 + RANDOM_LENGTH > avail else
-                    pos + 3 + RANDOM_LENGTH, limit)
-    legacy_version = (PROTOCOL_VERSION_MAJOR << 8) | msg[pos + 1]
-    pos += 2 + RANDOM_LENGTH
-    session_id_len = msg[pos]
-    if session_id_len > MAX_SESSION_ID_LENGTH:
-        raise _Malformed
-    pos += 1 + session_id_len
-    if pos > limit:
-        raise _Malformed
+    limit, avail, legacy_version, session_id_len, pos = _hello_start(
+        msg, HANDSHAKE_TYPE_SERVER_HELLO, MAX_SERVER_HELLO_LENGTH)
     # cipher_suite(2) + legacy_compression_method(1)
     if pos + CIPHER_SUITE_LENGTH + 1 > avail:
         raise _fail(pos + 2 if pos + 2 > avail else pos + 3, limit)
