@@ -559,18 +559,12 @@ def _only_records(ps: _Parser, off: int) -> bool:
 def _load_native() -> Any:
     """The C parser configured with these classes, or None (not built, or
     ``ANALYZER_PURE_PYTHON=1``)."""
-    import os
+    from analyzer.speedups import optional
 
-    from analyzer.speedups import PURE_PYTHON_ENV
-
-    if os.environ.get(PURE_PYTHON_ENV) == "1":
-        return None
-    try:
-        from analyzer import _cdns
-    except ImportError:
-        return None
-    _cdns.configure(DnsMessage, DnsQuestion, DnsRR, SoaData, Edns, DecodeError)
-    return _cdns
+    cdns = optional("_cdns")
+    if cdns is not None:
+        cdns.configure(DnsMessage, DnsQuestion, DnsRR, SoaData, Edns, DecodeError)
+    return cdns
 
 
 _native = _load_native()

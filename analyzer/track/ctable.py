@@ -10,34 +10,34 @@ result documents.
 """
 from __future__ import annotations
 
-import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from analyzer.config import Settings
-from analyzer.speedups import PURE_PYTHON_ENV
+from analyzer.speedups import optional
 from analyzer.track.flows import Direction, Flow
 
-try:
+if TYPE_CHECKING:
     from analyzer._ctrack import Table
-except ImportError:  # built without a C compiler
-    Table = None  # type: ignore[assignment,misc]
+
+_ctrack = optional("_ctrack")
 
 __all__ = ["available", "native_table"]
 
 
 def available() -> bool:
-    return Table is not None and os.environ.get(PURE_PYTHON_ENV) != "1"
+    return _ctrack is not None
 
 
 def native_table(settings: Settings) -> Optional["Table"]:
     """A C flow table for these settings, or None (reference or numpy path asked for, or
     not built)."""
-    if settings.reference or not settings.native or not available():
+    if settings.reference or not settings.native or _ctrack is None:
         return None
-    return Table(
+    table: Table = _ctrack.Table(
         flow_type=Flow, direction_type=Direction, max_events=settings.max_events,
         first_payloads=settings.first_payloads, limit_client=settings.first_payload_bytes,
         limit_server=settings.first_payload_bytes_server,
         linger=settings.thresholds.close_linger, idle_timeout=settings.idle_timeout,
         max_flows=settings.max_flows,
     )
+    return table
