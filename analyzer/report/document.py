@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any, Optional, TextIO
 
 from analyzer import __version__
@@ -114,10 +115,6 @@ def _indented(value: Any, level: int) -> str:
 _SCALAR_ENCODER = json.JSONEncoder(ensure_ascii=False)
 _encode_str = json.encoder.encode_basestring  # the C one when available
 _INF = float("inf")
-_FLOW_KEYS = ("id", "input", "proto", "client", "server", "target", "app", "domain", "packets",
-              "bytes", "first_ts", "last_ts", "outcome")
-# '    {\n      "id": ' ... : the indented key prefixes of a flow two levels deep
-_FLOW_KEY_TEXT = tuple(f'      {json.dumps(k)}: ' for k in _FLOW_KEYS)
 
 
 def _scalar(v: Any) -> str:
@@ -133,18 +130,18 @@ def _scalar(v: Any) -> str:
     return _SCALAR_ENCODER.encode(v)  # bool, NaN/Infinity, subclasses: the encoder decides
 
 
-# the text of one flow two levels deep, one %s per value of flow_dict, in its key order
-_FLOW_TEMPLATE = "{\n" + ",\n".join(k.replace("%", "%%") + "%s" for k in _FLOW_KEY_TEXT) + "\n    }"
+@lru_cache(maxsize=8)
+def _flat_template(keys: tuple[str, ...], level: int) -> str:
+    """``_indented`` of a flat dict with these keys, with a %s for each value."""
+    inner = "\n" + "  " * (level + 1)
+    return ("{" + inner + ("," + inner).join(_encode_str(k).replace("%", "%%") + ": %s" for k in keys)
+            + "\n" + "  " * level + "}")
 
 
 def _flow_text(rec: FlowRecord) -> str:
-    """``_nested(flow_dict(rec), 2)`` without the pure-Python indenting encoder: a flow is a
-    flat object of scalars, each written as :func:`_scalar` (same fields as flow_dict)."""
-    s = _scalar
-    return _FLOW_TEMPLATE % (
-        s(rec.id), s(rec.input), s(rec.proto), s(rec.client), s(rec.server), s(rec.target),
-        s(rec.app), s(rec.domain), s(rec.packets), s(rec.bytes), s(_ts(rec.first_ts)),
-        s(_ts(rec.last_ts)), s(rec.outcome))
+    """``_indented(flow_dict(rec), 2)`` for a flat object of scalars, from one template."""
+    d = flow_dict(rec)
+    return _flat_template(tuple(d), 2) % tuple(map(_scalar, d.values()))
 
 
 def write_json(result: Result, out: TextIO, flows: str = "all") -> None:
