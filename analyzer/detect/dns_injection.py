@@ -152,7 +152,7 @@ WEIGHTS: dict[str, float] = {
     "bogon_answer": 0.15,
 }
 MAX_STRENGTH = 0.99
-LOOKUP_CACHE = 65_536  # addresses remembered by a PrefixTable (memory bound, not a threshold)
+LOOKUP_CACHE = 65_536  # entries each lookup cache here keeps (memory bound, not a threshold)
 BOGON_ALONE_MAX = 0.2  # a bogon answer with nothing else is a hint, not proof (OONI)
 HEADER_ONLY_MAX = 0.4  # header mismatches on a lone response: route changes, anycast
 
@@ -410,27 +410,18 @@ def _mode(counts: dict[int, int]) -> Optional[int]:
 
 
 def _ipid_behaviour(values: list[int], th: Thresholds) -> str:
-    """"unknown", "zero", "sequential" or "random" (remembered per sample window: the
-    transactions that end together mostly see the same window of their resolver)."""
-    key = (th.ipid_seq_step, tuple(values))
-    found = _BEHAVIOUR_SEEN.get(key)
-    if found is None:
-        found = _ipid_behaviour_of(values, th)
-        if len(_BEHAVIOUR_SEEN) >= LOOKUP_CACHE:
-            _BEHAVIOUR_SEEN.clear()
-        _BEHAVIOUR_SEEN[key] = found
-    return found
+    """"unknown", "zero", "sequential" or "random"."""
+    return _behaviour(tuple(values), th.ipid_seq_step)
 
 
-_BEHAVIOUR_SEEN: dict[tuple[int, tuple[int, ...]], str] = {}
-
-
-def _ipid_behaviour_of(values: list[int], th: Thresholds) -> str:
+# remembered per sample window: the transactions that end together mostly see the same
+# window of their resolver
+@lru_cache(maxsize=LOOKUP_CACHE)
+def _behaviour(values: tuple[int, ...], step: int) -> str:
     if len(values) < MIN_BASELINE:
         return "unknown"
     if not any(values):
         return "zero"
-    step = th.ipid_seq_step
     seq = sum([0 < (b - a) % IPID_MOD <= step for a, b in zip(values, values[1:])])
     return "sequential" if seq >= SEQUENTIAL_SHARE * (len(values) - 1) else "random"
 
