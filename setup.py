@@ -1,16 +1,96 @@
-"""Build of the optional C extensions (everything else is configured in pyproject.toml).
+"""Build of the optional compiled code (everything else is configured in pyproject.toml).
 
-``optional=True``: without a C compiler the install still succeeds and the analyzer uses its
-numpy code (the reference); CI checks that the extension was built.
+Two kinds, both optional: without a C compiler (or with ``ANALYZER_COMPILE=0``) the install
+still succeeds and the same Python source runs interpreted, with the same results.
+
+- Three hand-written C extensions: the pcap/pcapng record scan (``_speedups.c``), the flow
+  table (``_ctrack.c``, mirroring ``analyzer/track/flows.py``) and the DNS parser
+  (``_cdns.c``, mirroring ``analyzer/decode/dns.py``).
+- The analysis itself (decoders, trackers, identification, detectors, verdicts, JSON report)
+  compiled by mypyc from its type-annotated Python source, which stays the only source: no
+  module is rewritten for it. ``COMPILED`` lists the modules; the ones left out run
+  interpreted (the CLI, live capture, the numpy path, report formats other than JSON).
+
+CI checks that everything was built (.ci/run). ``ANALYZER_PURE_PYTHON=1`` at run time makes
+an installed analyzer ignore all of it (analyzer/__init__.py), for comparison.
 """
+from __future__ import annotations
+
+import os
+import sys
+
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=[
-        Extension("analyzer._speedups", ["analyzer/_speedups.c"], optional=True, extra_compile_args=["-O2"]),
-        # the flow table (analyzer/track/flows.py mirrored; see analyzer/track/ctable.py)
-        Extension("analyzer._ctrack", ["analyzer/_ctrack.c"], optional=True, extra_compile_args=["-O2"]),
-        # DNS messages (analyzer/decode/dns.py mirrored)
-        Extension("analyzer._cdns", ["analyzer/_cdns.c"], optional=True, extra_compile_args=["-O2"]),
-    ],
-)
+C_EXTENSIONS = [
+    Extension("analyzer._speedups", ["analyzer/_speedups.c"], optional=True, extra_compile_args=["-O2"]),
+    # the flow table (analyzer/track/flows.py mirrored; see analyzer/track/ctable.py)
+    Extension("analyzer._ctrack", ["analyzer/_ctrack.c"], optional=True, extra_compile_args=["-O2"]),
+    # DNS messages (analyzer/decode/dns.py mirrored)
+    Extension("analyzer._cdns", ["analyzer/_cdns.c"], optional=True, extra_compile_args=["-O2"]),
+]
+
+# Compiled by mypyc: every module a packet, flow or DNS transaction passes through (not
+# status.py: exception classes with class-level defaults, and never hot).
+COMPILED = [
+    "analyzer/config.py",
+    "analyzer/model.py",
+    "analyzer/pipeline.py",
+    "analyzer/verdict.py",
+    "analyzer/decode/__init__.py",
+    "analyzer/decode/dns.py",
+    "analyzer/decode/http.py",
+    "analyzer/decode/packet.py",
+    "analyzer/decode/quic.py",
+    "analyzer/decode/tls.py",
+    "analyzer/detect/__init__.py",
+    "analyzer/detect/blockpage.py",
+    "analyzer/detect/context.py",
+    "analyzer/detect/dns_injection.py",
+    "analyzer/detect/drop.py",
+    "analyzer/detect/icmp.py",
+    "analyzer/detect/residual.py",
+    "analyzer/detect/rst_injection.py",
+    "analyzer/detect/throttling.py",
+    "analyzer/identify/__init__.py",
+    "analyzer/identify/fep.py",
+    "analyzer/identify/ipsec.py",
+    "analyzer/identify/l2tp.py",
+    "analyzer/identify/openvpn.py",
+    "analyzer/identify/pptp.py",
+    "analyzer/identify/quic.py",
+    "analyzer/identify/sstp.py",
+    "analyzer/identify/tls.py",
+    "analyzer/identify/tor.py",
+    "analyzer/identify/whatsapp.py",
+    "analyzer/identify/wireguard.py",
+    "analyzer/report/document.py",
+    "analyzer/sources/__init__.py",
+    "analyzer/sources/files.py",
+    "analyzer/track/__init__.py",
+    "analyzer/track/ctable.py",
+    "analyzer/track/dns.py",
+    "analyzer/track/facts.py",
+    "analyzer/track/flows.py",
+    "analyzer/track/reassembly.py",
+]
+# One shared library for all of them: the top-level module analyzer_native__mypyc (mypyc sets a
+# compiled package's __path__ wrongly when its library sits inside the package)
+GROUP = "analyzer_native"
+
+
+def compiled_extensions() -> list[Extension]:
+    if os.environ.get("ANALYZER_COMPILE", "1") == "0":
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:  # built without build isolation and without mypy: run interpreted
+        print("analyzer: mypy/mypyc not available, the analysis will run interpreted",
+              file=sys.stderr)
+        return []
+    exts: list[Extension] = mypycify(COMPILED, opt_level="3", group_name=GROUP)
+    for ext in exts:
+        ext.optional = True  # no C compiler: the interpreted source does the same work
+    return exts
+
+
+setup(ext_modules=C_EXTENSIONS + compiled_extensions())

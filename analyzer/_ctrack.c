@@ -616,10 +616,14 @@ static int set_new(PyObject *o, PyObject *name, PyObject *v) {
     return rc;
 }
 
+/* an instance without calling __init__: the type's own tp_new (object's for a plain class;
+ * for a class compiled by mypyc, the one that sets up its native layout) */
 static PyObject *new_instance(PyObject *type) {
     static PyObject *empty = NULL;
     if (!empty) { empty = PyTuple_New(0); if (!empty) return NULL; }
-    return PyBaseObject_Type.tp_new((PyTypeObject *)type, empty, NULL);
+    newfunc tp_new = ((PyTypeObject *)type)->tp_new;
+    if (!tp_new) { PyErr_SetString(PyExc_TypeError, "flow/direction type cannot be instantiated"); return NULL; }
+    return tp_new((PyTypeObject *)type, empty, NULL);
 }
 
 static PyObject *hist_dict(const TtlCount *h, Py_ssize_t n) {

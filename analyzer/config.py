@@ -5,7 +5,14 @@ Detectors read their thresholds from :class:`Thresholds`; the pipeline reads its
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def reduce_by_fields(obj: Any) -> tuple[Any, tuple[Any, ...]]:
+    """``__reduce__`` of a frozen dataclass: rebuilt by its constructor. (The default sets the
+    fields one by one, which a frozen class compiled by mypyc refuses; --jobs pickles these.)"""
+    return type(obj), tuple([getattr(obj, f.name) for f in fields(obj)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,9 @@ class Thresholds:
     # other servers (policers cut rates ~100x: Twitter in Russia, 2021).
     throttle_other_ratio: float = 0.02
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_by_fields(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -87,3 +97,6 @@ class Settings:
     native: bool = True
     # (k, n): this process analyses shard k of n (flows sharded by address pair; --jobs).
     shard: tuple[int, int] = (0, 1)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_by_fields(self)

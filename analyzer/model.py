@@ -9,7 +9,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from enum import Enum
-from typing import Optional
+from typing import Any, Optional
+
+from analyzer.config import reduce_by_fields
 
 
 class Technique(str, Enum):
@@ -88,6 +90,9 @@ class Evidence:
     reason: str
     input: int = 0  # index into the report's ``inputs`` list
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_by_fields(self)
+
 
 @dataclass(frozen=True, slots=True)
 class LadderPacket:
@@ -110,6 +115,9 @@ class LadderPacket:
     win: Optional[int] = None
     len: Optional[int] = None
     forged: bool = False
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_by_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +145,9 @@ class FlowFacts:
     server_sizes: tuple[int, ...] = ()
     handshake_seen: bool = False  # TCP: the SYN was captured, so payloads start at byte 0
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_by_fields(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Identification:
@@ -150,6 +161,9 @@ class Identification:
     # was seen, False when the client's handshake is present and nothing answered it,
     # None when it does not apply or cannot be told.
     handshake_answered: Optional[bool] = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_by_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +190,9 @@ class Finding:
     # Key used to link later findings (e.g. residual blocking) to this one.
     link_key: Optional[str] = None
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_by_fields(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -197,6 +214,9 @@ class Verdict:
     related: tuple[str, ...] = ()
     flow_id: Optional[str] = None
     ladder: tuple[LadderPacket, ...] = ()
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_by_fields(self)
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
 import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
@@ -81,9 +82,11 @@ def analyze_files_parallel(paths: list[str], settings: Optional[Settings] = None
     mp = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
     # shards 1..N-1 in child processes, shard 0 here meanwhile: one process fewer to start,
     # and one share of the results that is never pickled
-    with mp.Pool(jobs - 1) as pool:
-        others = pool.map_async(_worker, [(list(paths), settings, k, jobs) for k in range(1, jobs)])
-        outs = [_worker((list(paths), settings, 0, jobs))] + others.get()
+    # (an executor, not multiprocessing.Pool: a worker that dies raises BrokenProcessPool here
+    # instead of leaving the parent waiting forever)
+    with ProcessPoolExecutor(jobs - 1, mp_context=mp) as pool:
+        others = [pool.submit(_worker, (list(paths), settings, k, jobs)) for k in range(1, jobs)]
+        outs = [_worker((list(paths), settings, 0, jobs))] + [f.result() for f in others]
     parent = Analyzer(settings)
     result = parent.result
     for i in range(len(paths)):

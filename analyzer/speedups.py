@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 __all__ = ["PURE_PYTHON_ENV", "native", "optional"]
 
-PURE_PYTHON_ENV = "ANALYZER_PURE_PYTHON"
+from analyzer import PURE_PYTHON_ENV  # noqa: E402  (one name for the switch)
 
 
 def optional(name: str) -> Optional[ModuleType]:

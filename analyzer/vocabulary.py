@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+from types import ModuleType
+
 from analyzer.model import Target, Technique, Trigger
 
 TECHNIQUES: dict[Technique, str] = {
@@ -84,11 +86,23 @@ def markdown() -> str:
     return "\n".join(out)
 
 
+def module_doc(mod: ModuleType) -> str:
+    """A module's opening docstring, cleaned. Read from its source: a module compiled by mypyc
+    has no ``__doc__``."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    path = Path(mod.__file__ or "")
+    source = path if path.suffix == ".py" else path.with_name(path.name.split(".", 1)[0] + ".py")
+    if source.is_file():
+        return inspect.cleandoc(ast.get_docstring(ast.parse(source.read_text("utf-8"))) or "")
+    return inspect.cleandoc(mod.__doc__ or "")
+
+
 def detectors_markdown() -> str:
     """docs/detectors.md: every detector's censor model, signals, thresholds and false positives,
     taken from the modules' opening docstrings."""
-    import inspect
-
     from analyzer.config import Thresholds
     from analyzer.detect import blockpage, dns_injection, drop, icmp, residual, rst_injection, throttling
 
@@ -99,10 +113,10 @@ def detectors_markdown() -> str:
     for mod in (rst_injection, dns_injection, drop, residual, icmp, blockpage, throttling):
         name = mod.__name__.rsplit(".", 1)[1]
         out += [f"## `{name}` ({mod.__name__.replace('.', '/')}.py)", "",
-                inspect.cleandoc(mod.__doc__ or ""), ""]
+                module_doc(mod), ""]
     import analyzer.verdict as verdict
 
-    out += ["## From findings to verdicts (analyzer/verdict.py)", "", inspect.cleandoc(verdict.__doc__ or ""), "",
+    out += ["## From findings to verdicts (analyzer/verdict.py)", "", module_doc(verdict), "",
             f"Findings below a confidence of {verdict.MIN_VERDICT_CONFIDENCE} are not verdicts: they are "
             "counted in `stats.weak_findings`.", "",
             "## Thresholds", "", "Every threshold can be changed with `--threshold NAME=VALUE`.", "",

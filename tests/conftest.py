@@ -1,6 +1,7 @@
 """Shared fixtures: writing scapy packets to captures, running the analyzer on them."""
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -8,6 +9,32 @@ from typing import Any, Callable, Iterable
 import pytest
 
 PUBLIC = Path(__file__).resolve().parents[1].parent / "shared" / "captures-public"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test stale compiled modules: Python imports a module compiled by mypyc
+    (setup.py) in preference to its source, so an edited source would not be what runs. The
+    compiled code of every module is in one library, rebuilt whenever a source changes."""
+    import importlib.util
+
+    import analyzer
+
+    if os.environ.get(analyzer.PURE_PYTHON_ENV) == "1":
+        return
+    spec = importlib.util.find_spec("analyzer_native__mypyc")
+    if spec is None or not spec.origin:
+        return  # not compiled: the source runs
+    built = Path(spec.origin).stat().st_mtime
+    stale = []
+    for so in Path(analyzer.__file__).parent.rglob("*.so"):
+        src = so.with_name(so.name.split(".", 1)[0] + ".py")
+        if src.is_file() and src.stat().st_mtime > built:
+            stale.append(str(src))
+    if stale:
+        raise pytest.UsageError(
+            "compiled modules are older than their source (" + ", ".join(sorted(stale)[:5])
+            + "): rebuild with `pip install -e .` (or `python setup.py build_ext --inplace`), "
+            "or test the source with ANALYZER_PURE_PYTHON=1")
 DATA = Path(__file__).resolve().parent / "data"
 
 

@@ -570,8 +570,7 @@ class QuicCryptoAssembler:
         if len(self._filled) > MAX_CRYPTO_FRAGMENTS:
             self._failed = True
             return None
-        self._try_complete()
-        return self._hello
+        return self._try_complete()
 
     def _mark(self, start: int, end: int) -> None:
         merged: list[tuple[int, int]] = []
@@ -584,25 +583,29 @@ class QuicCryptoAssembler:
         merged.sort()
         self._filled = merged
 
-    def _try_complete(self) -> None:
+    def _try_complete(self) -> Optional[ClientHello]:
+        """The ClientHello if the data now completes it (returned rather than re-read by the
+        caller: mypy would keep its narrowing of ``self._hello`` to None across this call,
+        and code compiled by mypyc checks that narrowing at run time)."""
         have = self.contiguous
         if have < HANDSHAKE_HEADER_LENGTH:
-            return
+            return None
         head = self._buf[:HANDSHAKE_HEADER_LENGTH]
         body_len = int.from_bytes(head[1:HANDSHAKE_HEADER_LENGTH], "big")
         need = HANDSHAKE_HEADER_LENGTH + body_len
         if head[0] != HANDSHAKE_TYPE_CLIENT_HELLO or body_len > MAX_CLIENT_HELLO_LENGTH:
             self._failed = True
-            return
+            return None
         if need > self._cap:
             self._failed = True
-            return
+            return None
         if have < need:
-            return
+            return None
         hello = parse_client_hello_handshake(bytes(self._buf[:need]))
         if hello is None:
             self._failed = True
         self._hello = hello
+        return hello
 
 
 def _client_hello_from_crypto(crypto: tuple[tuple[int, bytes], ...]) -> Optional[ClientHello]:

@@ -570,12 +570,11 @@ def _strength(signals: Iterable[str]) -> float:
 
 def _choose_reference(txn: DnsTransaction, cands: list[DnsResponse], others: _Others,
                       pool: ForgedPool, th: Thresholds) -> DnsResponse:
-    def suspicion(r: DnsResponse) -> int:
-        return (len(_header_checks(r, None, others, th)) + len(_pool_hits(txn, r, pool))
-                + len(_bogon_hits(txn, r)) + (1 if r.anomalies else 0))
-
     # min suspicion; ties go to the latest arrival (the injector wins the race)
-    return min(cands, key=lambda r: (suspicion(r), -r.ts, -r.input, -r.frame))
+    ranked = [((len(_header_checks(r, None, others, th)) + len(_pool_hits(txn, r, pool))
+                + len(_bogon_hits(txn, r)) + (1 if r.anomalies else 0)), -r.ts, -r.input, -r.frame, i)
+              for i, r in enumerate(cands)]
+    return cands[min(ranked)[-1]]
 
 
 def detect_dns(txn: DnsTransaction, baseline: Optional[ResolverBaseline], th: Thresholds,

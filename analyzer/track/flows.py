@@ -18,6 +18,8 @@ import weakref
 from collections import OrderedDict, deque
 from typing import Final, Optional
 
+from mypy_extensions import mypyc_attr
+
 from analyzer.config import Settings
 from analyzer.decode.packet import (
     IPPROTO_TCP,
@@ -69,6 +71,10 @@ def _is_service(port: int) -> bool:
 Event = tuple[int, float, int, int, int, int, int, int, int, int, int, bool, int]
 
 
+# Flow and Direction stay plain Python classes when this module is compiled by mypyc (setup.py):
+# the C flow table (analyzer/_ctrack.c) creates them without __init__, and the closing queue
+# holds weak references to flows.
+@mypyc_attr(native_class=False)
 class Direction:
     """What one side of a flow sent."""
 
@@ -126,6 +132,7 @@ class Direction:
         return max(counts.items(), key=lambda kv: (kv[1], -kv[0]))[0]
 
 
+@mypyc_attr(native_class=False)
 class Flow:
     """A bidirectional TCP or UDP flow."""
 
@@ -193,8 +200,10 @@ class Flow:
         base = self.dirs[d].isn
         start = (base + 1) & 0xFFFFFFFF if base is not None else min(s[0] for s in segs)
         out = bytearray()
-        for seq, _frame, data, _ts in sorted(segs, key=lambda s: ((s[0] - start) & 0xFFFFFFFF, s[1])):
-            rel = (seq - start) & 0xFFFFFFFF
+        # in stream order, then frame order (no closure: mypyc cannot compile one here)
+        order = sorted([((s[0] - start) & 0xFFFFFFFF, s[1], i) for i, s in enumerate(segs)])
+        for rel, _frame, i in order:
+            data = segs[i][2]
             if rel > len(out):
                 break  # a hole: stop at the contiguous prefix
             piece = data[len(out) - rel:] if rel < len(out) else data

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
+import analyzer
 import analyzer.sources.files as files
 from analyzer import speedups
 from analyzer.decode.fast import Fields, extract, extract_numpy
@@ -28,6 +29,7 @@ from analyzer.sources.files import MAX_RECORD_LEN, Batch, open_reader
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
+PUBLIC = ROOT.parent / "shared" / "captures-public"
 
 try:
     from analyzer import _speedups as ext
@@ -370,14 +372,19 @@ def test_batches_contiguous_and_strided_extract() -> None:
 
 # -- (b) whole documents ----------------------------------------------------------------------
 
-def _cli_doc(path: Path, pure: bool) -> tuple[int, dict[str, Any]]:
+def _cli_doc(path: Path | list[Path], pure: bool) -> tuple[int, dict[str, Any]]:
+    """The JSON document of ``analyzer analyze``: everything built and used, or (pure) the
+    Python source interpreted without any extension."""
     env = dict(os.environ)
     env.pop(speedups.PURE_PYTHON_ENV, None)
     if pure:
         env[speedups.PURE_PYTHON_ENV] = "1"
-    code = ("import sys; from analyzer import speedups; from analyzer.cli import main; "
-            f"assert (speedups.native is None) == {pure}; sys.argv = ['analyzer'] + sys.argv[1:]; main()")
-    r = subprocess.run([sys.executable, "-c", code, "analyze", str(path), "-f", "json"],
+    code = ("import sys, analyzer; from analyzer import speedups; from analyzer.cli import main; "
+            f"assert (speedups.native is None) == {pure}; "
+            f"assert not ({pure} and analyzer.compiled()); "
+            "sys.argv = ['analyzer'] + sys.argv[1:]; main()")
+    paths = path if isinstance(path, list) else [path]
+    r = subprocess.run([sys.executable, "-c", code, "analyze", *map(str, paths), "-f", "json"],
                        capture_output=True, text=True, env=env)
     assert "Traceback" not in r.stderr, r.stderr
     doc = json.loads(r.stdout)
@@ -394,6 +401,21 @@ def test_whole_document_identical(tmp_path: Path) -> None:
         c = _cli_doc(path, pure=False)
         ref = _cli_doc(path, pure=True)
         assert c == ref, path.name
+
+
+@pytest.mark.skipif(not analyzer.compiled(), reason="not compiled by mypyc (setup.py)")
+def test_compiled_analysis_is_the_source_analysis(tmp_path: Path) -> None:
+    # the modules compiled by mypyc against their own source, interpreted: every lab capture
+    # (each detector fires on some), a generated mix, and the public captures when present
+    gen = tmp_path / "gen.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gen_capture.py"), "-n", "30000", "-o", str(gen),
+                    "--seed", "11", "-q"], check=True)
+    paths = sorted((ROOT / "captures").glob("*.pcap")) + [gen]
+    if PUBLIC.is_dir():
+        paths += sorted(PUBLIC.glob("*.pcap*"))
+    compiled = _cli_doc(paths, pure=False)
+    assert compiled[1]["verdicts"] and compiled[1]["stats"]["flows"] > 1000
+    assert compiled == _cli_doc(paths, pure=True)
 
 
 def _pcapng_corpus() -> list[bytes]:

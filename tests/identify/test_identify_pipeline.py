@@ -9,6 +9,7 @@ import pytest
 from analyzer import identify as ident_pkg
 from analyzer.identify import RULES, identify, port_hint
 from analyzer.model import FlowFacts, Identification, Target
+from analyzer.vocabulary import module_doc
 
 MODULES = ["whatsapp", "openvpn", "wireguard", "ipsec", "pptp", "l2tp", "sstp", "tor", "fep",
            "quic", "tls"]
@@ -17,7 +18,7 @@ MODULES = ["whatsapp", "openvpn", "wireguard", "ipsec", "pptp", "l2tp", "sstp", 
 @pytest.mark.parametrize("name", MODULES)
 def test_module_docstrings_state_rules_sources_and_false_positives(name: str) -> None:
     mod = importlib.import_module(f"analyzer.identify.{name}")
-    doc = mod.__doc__ or ""
+    doc = module_doc(mod)
     assert "Rules" in doc or "rules" in doc
     assert "Sources" in doc
     assert "false positive" in doc.lower()
