@@ -114,40 +114,43 @@ def analyze(ctx: click.Context, pcaps: tuple[str, ...], fmt: str, output: Option
     analysis ran (whether or not interference was found), 3 when an input is not a readable
     capture, 2 for usage errors.
     """
-    from analyzer.pipeline import analyze_files
+    from analyzer.pipeline import analyze_files, manual_gc
     from analyzer.report.document import to_document
 
     settings = Settings(thresholds=_parse_thresholds(thresholds), idle_timeout=idle_timeout,
                         max_flows=max_flows, strict=strict)
     bar = _progress_bar(pcaps, progress) if jobs == 1 else None
     try:
-        try:
-            if jobs > 1:
-                from analyzer.parallel import analyze_files_parallel
-                result = analyze_files_parallel(list(pcaps), settings, jobs)
+        # the cyclic collector stays paused while the report is written, as during the
+        # analysis (analyze_files): it allocates much and creates no cycles
+        with manual_gc():
+            try:
+                if jobs > 1:
+                    from analyzer.parallel import analyze_files_parallel
+                    result = analyze_files_parallel(list(pcaps), settings, jobs)
+                else:
+                    result = analyze_files(pcaps, settings, progress=bar.update if bar else None)
+            finally:
+                if bar is not None:
+                    bar.close()
+            if fmt in ("json", "jsonl"):
+                # streamed: a capture's flows are never all in memory as dicts or one string
+                from analyzer.report.document import write_json, write_jsonl
+                writer = write_json if fmt == "json" else write_jsonl
+                if output and output != "-":
+                    with open(output, "w", encoding="utf-8", errors="backslashreplace", newline="") as fh:
+                        writer(result, fh, flows_mode)
+                else:
+                    writer(result, sys.stdout, flows_mode)
+                    sys.stdout.flush()
+                doc = to_document(result, "none") if evidence_path else {}
             else:
-                result = analyze_files(pcaps, settings, progress=bar.update if bar else None)
-        finally:
-            if bar is not None:
-                bar.close()
-        if fmt in ("json", "jsonl"):
-            # streamed: a capture's flows are never all in memory as dicts or one string
-            from analyzer.report.document import write_json, write_jsonl
-            writer = write_json if fmt == "json" else write_jsonl
-            if output and output != "-":
-                with open(output, "w", encoding="utf-8", errors="backslashreplace", newline="") as fh:
-                    writer(result, fh, flows_mode)
-            else:
-                writer(result, sys.stdout, flows_mode)
-                sys.stdout.flush()
-            doc = to_document(result, "none") if evidence_path else {}
-        else:
-            doc = to_document(result, flows_mode)
-            _write(render(doc, fmt), output, sys.stdout)
-        if evidence_path:
-            from analyzer.report.evidence import write_evidence_pcapng
-            n = write_evidence_pcapng(doc, evidence_path)
-            click.echo(f"analyzer: wrote {n} evidence packet(s) to {evidence_path}", err=True)
+                doc = to_document(result, flows_mode)
+                _write(render(doc, fmt), output, sys.stdout)
+            if evidence_path:
+                from analyzer.report.evidence import write_evidence_pcapng
+                n = write_evidence_pcapng(doc, evidence_path)
+                click.echo(f"analyzer: wrote {n} evidence packet(s) to {evidence_path}", err=True)
     except AnalyzerError as err:
         _fail(err)
     except (OSError, ValueError) as err:  # evidence writer: a capture moved or changed
@@ -220,3 +223,26 @@ _register_live_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+def run() -> None:
+    """The console script (and ``python -m analyzer``): :func:`main`, then the process ends
+    without tearing the interpreter down. Freeing every object of a large analysis one by one
+    cost ~2 % of a run; output is flushed first, and files are closed by their ``with`` blocks."""
+    try:
+        main()
+        status: object = 0
+    except SystemExit as exc:
+        status = exc.code
+    if status is None:
+        status = 0
+    elif not isinstance(status, int):
+        print(status, file=sys.stderr)
+        status = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):  # e.g. `analyzer ... | head`
+        pass
+    os._exit(status)
+
