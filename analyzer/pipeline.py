@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
-from analyzer.config import Settings
+from analyzer.config import Settings, reduce_by_fields
 from analyzer.decode.packet import (
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -48,7 +48,7 @@ GC_EVERY_PACKETS = 1 << 22
 TRIGGER_KINDS = {Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI, Trigger.PROTOCOL}
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class FlowRecord:
     id: str
     input: int
@@ -63,6 +63,29 @@ class FlowRecord:
     first_ts: float
     last_ts: float
     outcome: str
+
+    def __init__(
+            self, id: str, input: int, proto: str, client: str, server: str, target: str,
+            app: Optional[str], domain: Optional[str], packets: int, bytes: int, first_ts: float,
+            last_ts: float, outcome: str,
+    ) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        self.id = id
+        self.input = input
+        self.proto = proto
+        self.client = client
+        self.server = server
+        self.target = target
+        self.app = app
+        self.domain = domain
+        self.packets = packets
+        self.bytes = bytes
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.outcome = outcome
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # (--jobs: sent by the workers)
+        return reduce_by_fields(self)
 
 
 @dataclass(slots=True)

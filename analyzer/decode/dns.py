@@ -129,19 +129,26 @@ class _BadName(Exception):
     """Internal: a name that can never be valid."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class DnsQuestion:
     name: str  # lowercased, escaped text
     raw_name: str  # case as on the wire, escaped text
     qtype: int
     qclass: int
 
+    def __init__(self, name: str, raw_name: str, qtype: int, qclass: int) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "raw_name", raw_name)
+        object.__setattr__(self, "qtype", qtype)
+        object.__setattr__(self, "qclass", qclass)
+
     @property
     def type_name(self) -> str:
         return type_name(self.qtype)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class SoaData:
     mname: str
     rname: str
@@ -151,8 +158,21 @@ class SoaData:
     expire: int
     minimum: int
 
+    def __init__(
+            self, mname: str, rname: str, serial: int, refresh: int, retry: int, expire: int,
+            minimum: int,
+    ) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        object.__setattr__(self, "mname", mname)
+        object.__setattr__(self, "rname", rname)
+        object.__setattr__(self, "serial", serial)
+        object.__setattr__(self, "refresh", refresh)
+        object.__setattr__(self, "retry", retry)
+        object.__setattr__(self, "expire", expire)
+        object.__setattr__(self, "minimum", minimum)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(init=False, frozen=True, slots=True)
 class DnsRR:
     """One resource record. ``rdata`` is always the raw RDATA (pointers not resolved)."""
 
@@ -166,6 +186,23 @@ class DnsRR:
     target: Optional[str] = None  # CNAME/NS/PTR target, MX exchange (lowercased)
     preference: Optional[int] = None  # MX
     soa: Optional[SoaData] = None
+
+    def __init__(
+            self, name: str, raw_name: str, rtype: int, rclass: int, ttl: int, rdata: bytes,
+            address: Optional[bytes] = None, target: Optional[str] = None,
+            preference: Optional[int] = None, soa: Optional[SoaData] = None,
+    ) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "raw_name", raw_name)
+        object.__setattr__(self, "rtype", rtype)
+        object.__setattr__(self, "rclass", rclass)
+        object.__setattr__(self, "ttl", ttl)
+        object.__setattr__(self, "rdata", rdata)
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "preference", preference)
+        object.__setattr__(self, "soa", soa)
 
     @property
     def type_name(self) -> str:
@@ -188,7 +225,7 @@ class DnsRR:
         return self.rdata.hex()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class Edns:
     """The OPT pseudo-RR (RFC 6891 §6.1.2-6.1.3)."""
 
@@ -198,8 +235,18 @@ class Edns:
     do: bool
     options: bytes
 
+    def __init__(
+            self, udp_size: int, ext_rcode: int, version: int, do: bool, options: bytes,
+    ) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        object.__setattr__(self, "udp_size", udp_size)
+        object.__setattr__(self, "ext_rcode", ext_rcode)
+        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "do", do)
+        object.__setattr__(self, "options", options)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(init=False, frozen=True, slots=True)
 class DnsMessage:
     txid: int
     flags: int  # the 16-bit flags word of the header, as on the wire
@@ -214,6 +261,27 @@ class DnsMessage:
     additional: tuple[DnsRR, ...]  # without the OPT pseudo-RR (see ``edns``)
     edns: Optional[Edns]
     anomalies: tuple[str, ...]
+
+    def __init__(
+            self, txid: int, flags: int, rcode: int, qdcount: int, ancount: int, nscount: int,
+            arcount: int, questions: tuple[DnsQuestion, ...], answers: tuple[DnsRR, ...],
+            authority: tuple[DnsRR, ...], additional: tuple[DnsRR, ...], edns: Optional[Edns],
+            anomalies: tuple[str, ...],
+    ) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        object.__setattr__(self, "txid", txid)
+        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "rcode", rcode)
+        object.__setattr__(self, "qdcount", qdcount)
+        object.__setattr__(self, "ancount", ancount)
+        object.__setattr__(self, "nscount", nscount)
+        object.__setattr__(self, "arcount", arcount)
+        object.__setattr__(self, "questions", questions)
+        object.__setattr__(self, "answers", answers)
+        object.__setattr__(self, "authority", authority)
+        object.__setattr__(self, "additional", additional)
+        object.__setattr__(self, "edns", edns)
+        object.__setattr__(self, "anomalies", anomalies)
 
     @property
     def qr(self) -> bool:

@@ -93,7 +93,7 @@ def fingerprint(message: bytes) -> str:
     return hashlib.blake2b(message, digest_size=FINGERPRINT_BYTES).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class DnsQuery:
     """One transmission of the query (retransmissions are separate entries)."""
 
@@ -108,8 +108,24 @@ class DnsQuery:
     fingerprint: str
     size: int
 
+    def __init__(
+            self, frame: int, ts: float, input: int, ttl: int, ipid: int, df: bool, flags: int,
+            anomalies: tuple[str, ...], fingerprint: str, size: int,
+    ) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        object.__setattr__(self, "frame", frame)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "input", input)
+        object.__setattr__(self, "ttl", ttl)
+        object.__setattr__(self, "ipid", ipid)
+        object.__setattr__(self, "df", df)
+        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "anomalies", anomalies)
+        object.__setattr__(self, "fingerprint", fingerprint)
+        object.__setattr__(self, "size", size)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(init=False, frozen=True, slots=True)
 class DnsResponse:
     frame: int
     ts: float
@@ -124,6 +140,26 @@ class DnsResponse:
     anomalies: tuple[str, ...]
     fingerprint: str
     size: int
+
+    def __init__(
+            self, frame: int, ts: float, input: int, ttl: int, ipid: int, df: bool, flags: int,
+            rcode: int, answers: tuple[DnsRR, ...], authority: int, anomalies: tuple[str, ...],
+            fingerprint: str, size: int,
+    ) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        object.__setattr__(self, "frame", frame)
+        object.__setattr__(self, "ts", ts)
+        object.__setattr__(self, "input", input)
+        object.__setattr__(self, "ttl", ttl)
+        object.__setattr__(self, "ipid", ipid)
+        object.__setattr__(self, "df", df)
+        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "rcode", rcode)
+        object.__setattr__(self, "answers", answers)
+        object.__setattr__(self, "authority", authority)
+        object.__setattr__(self, "anomalies", anomalies)
+        object.__setattr__(self, "fingerprint", fingerprint)
+        object.__setattr__(self, "size", size)
 
     @property
     def aa(self) -> bool:
@@ -163,7 +199,7 @@ class IcmpError:
     ttl: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class DnsTransaction:
     client: bytes
     client_port: int
@@ -181,6 +217,30 @@ class DnsTransaction:
     last_ts: float
     dropped: int = 0  # queries/responses beyond the per-transaction caps
     evicted: bool = False  # ended early by the max_pending cap
+
+    def __init__(
+            self, client: bytes, client_port: int, server: bytes, server_port: int, transport: str,
+            txid: int, qname: str, raw_qname: str, qtype: int, queries: tuple[DnsQuery, ...],
+            responses: tuple[DnsResponse, ...], icmp_errors: tuple[IcmpError, ...],
+            first_ts: float, last_ts: float, dropped: int = 0, evicted: bool = False,
+    ) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        object.__setattr__(self, "client", client)
+        object.__setattr__(self, "client_port", client_port)
+        object.__setattr__(self, "server", server)
+        object.__setattr__(self, "server_port", server_port)
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "txid", txid)
+        object.__setattr__(self, "qname", qname)
+        object.__setattr__(self, "raw_qname", raw_qname)
+        object.__setattr__(self, "qtype", qtype)
+        object.__setattr__(self, "queries", queries)
+        object.__setattr__(self, "responses", responses)
+        object.__setattr__(self, "icmp_errors", icmp_errors)
+        object.__setattr__(self, "first_ts", first_ts)
+        object.__setattr__(self, "last_ts", last_ts)
+        object.__setattr__(self, "dropped", dropped)
+        object.__setattr__(self, "evicted", evicted)
 
     @property
     def query(self) -> Optional[DnsQuery]:

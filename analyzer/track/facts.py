@@ -35,7 +35,7 @@ IDENTIFY_PREFIX = 2048
 IDENTIFY_PACKETS = 6
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, frozen=True, slots=True)
 class FlowInfo:
     sni: Optional[str]
     http_host: Optional[str]
@@ -49,6 +49,25 @@ class FlowInfo:
     dns_names: tuple[str, ...]
     # The described flow, for ``server_hello`` (not part of the value: no ==, no repr).
     flow: Optional[Flow] = field(default=None, repr=False, compare=False)
+
+    def __init__(
+            self, sni: Optional[str], http_host: Optional[str], quic_sni: Optional[str], ech: bool,
+            trigger_kind: Optional[str], trigger_frames: tuple[int, ...], trigger_complete: bool,
+            server_answered: bool, ident: Identification, dns_names: tuple[str, ...],
+            flow: Optional[Flow] = None,
+    ) -> None:
+        # written out: see HOT_RECORDS in analyzer/model.py
+        object.__setattr__(self, "sni", sni)
+        object.__setattr__(self, "http_host", http_host)
+        object.__setattr__(self, "quic_sni", quic_sni)
+        object.__setattr__(self, "ech", ech)
+        object.__setattr__(self, "trigger_kind", trigger_kind)
+        object.__setattr__(self, "trigger_frames", trigger_frames)
+        object.__setattr__(self, "trigger_complete", trigger_complete)
+        object.__setattr__(self, "server_answered", server_answered)
+        object.__setattr__(self, "ident", ident)
+        object.__setattr__(self, "dns_names", dns_names)
+        object.__setattr__(self, "flow", flow)
 
     @property
     def domain(self) -> Optional[str]:
