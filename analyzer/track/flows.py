@@ -14,11 +14,9 @@ it is full (settings.max_flows).
 """
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict, deque
 from typing import Final, Optional
 
-from mypy_extensions import mypyc_attr
 
 from analyzer.config import Settings
 from analyzer.decode.packet import (
@@ -71,10 +69,6 @@ def _is_service(port: int) -> bool:
 Event = tuple[int, float, int, int, int, int, int, int, int, int, int, bool, int]
 
 
-# Flow and Direction stay plain Python classes when this module is compiled by mypyc (setup.py):
-# the C flow table (analyzer/_ctrack.c) creates them without __init__, and the closing queue
-# holds weak references to flows.
-@mypyc_attr(native_class=False)
 class Direction:
     """What one side of a flow sent."""
 
@@ -132,32 +126,28 @@ class Direction:
         return max(counts.items(), key=lambda kv: (kv[1], -kv[0]))[0]
 
 
-@mypyc_attr(native_class=False)
 class Flow:
-    """A bidirectional TCP or UDP flow."""
+    """A bidirectional TCP or UDP flow. ``Flow()`` is blank: :func:`new_flow` starts one from
+    its first packet, and the C flow table (analyzer/_ctrack.c) fills in a blank one."""
 
     __slots__ = (
         "key", "proto", "client", "cport", "server", "sport", "input", "first_frame",
         "first_ts", "last_ts", "packets", "bytes", "dirs", "events", "closed", "hot",
         "after_rst", "syn_seen", "synack_seen", "ended", "icmp",
-        "evicted", "seq", "__weakref__",
+        "evicted", "seq",
     )
 
-    def __init__(self, key: tuple[bytes, int, bytes, int, int], pkt: Packet, seq: int) -> None:
-        self.key = key
-        self.proto = pkt.proto
-        # Orientation: the SYN sender is the client, the SYN/ACK sender the server; without a
-        # handshake (capture started mid-flow, UDP), the side on a service port is the server,
-        # and failing that the first sender is the client.
-        syn = pkt.flags & (TCP_SYN | TCP_ACK) if pkt.proto == IPPROTO_TCP else 0
-        if syn == TCP_SYN | TCP_ACK or (syn != TCP_SYN and _is_service(pkt.sport) and not _is_service(pkt.dport)):
-            self.client, self.cport, self.server, self.sport = pkt.dst, pkt.dport, pkt.src, pkt.sport
-        else:
-            self.client, self.cport, self.server, self.sport = pkt.src, pkt.sport, pkt.dst, pkt.dport
-        self.input = pkt.input
-        self.first_frame = pkt.frame
-        self.first_ts = pkt.ts
-        self.last_ts = pkt.ts
+    def __init__(self) -> None:
+        self.key: tuple[bytes, int, bytes, int, int] = (b"", 0, b"", 0, 0)
+        self.proto = 0
+        self.client = b""
+        self.cport = 0
+        self.server = b""
+        self.sport = 0
+        self.input = 0
+        self.first_frame = 0
+        self.first_ts = 0.0
+        self.last_ts = 0.0
         self.packets = 0
         self.bytes = 0
         self.dirs = (Direction(), Direction())
@@ -170,7 +160,7 @@ class Flow:
         self.ended = 0.0
         self.icmp: list[tuple[int, float, int, int, int, bytes]] = []  # frame, ts, input, type, code, from
         self.evicted = False
-        self.seq = seq  # creation order, for deterministic ids
+        self.seq = 0  # creation order, for deterministic ids
 
     # -- naming -------------------------------------------------------------------------
     @property
@@ -220,16 +210,37 @@ class Flow:
         return (seq - isn) & 0xFFFFFFFF if isn is not None else seq
 
 
+def new_flow(key: tuple[bytes, int, bytes, int, int], pkt: Packet, seq: int) -> Flow:
+    """The flow that ``pkt`` (its first packet) starts, the ``seq``-th of its table."""
+    flow = Flow()
+    flow.key = key
+    flow.proto = pkt.proto
+    # Orientation: the SYN sender is the client, the SYN/ACK sender the server; without a
+    # handshake (capture started mid-flow, UDP), the side on a service port is the server,
+    # and failing that the first sender is the client.
+    syn = pkt.flags & (TCP_SYN | TCP_ACK) if pkt.proto == IPPROTO_TCP else 0
+    if syn == TCP_SYN | TCP_ACK or (syn != TCP_SYN and _is_service(pkt.sport) and not _is_service(pkt.dport)):
+        flow.client, flow.cport, flow.server, flow.sport = pkt.dst, pkt.dport, pkt.src, pkt.sport
+    else:
+        flow.client, flow.cport, flow.server, flow.sport = pkt.src, pkt.sport, pkt.dst, pkt.dport
+    flow.input = pkt.input
+    flow.first_frame = pkt.frame
+    flow.first_ts = pkt.ts
+    flow.last_ts = pkt.ts
+    flow.seq = seq
+    return flow
+
+
 class FlowTable:
     """Flows by canonical key, ordered by last activity for O(1) idle expiry."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.flows: OrderedDict[tuple[bytes, int, bytes, int, int], Flow] = OrderedDict()
-        # closed flows waiting out the linger: (ended, weak reference). Weak, because a flow
-        # that left the table (evicted, reused) must not be kept alive here: a file can close
-        # any number of flows within one linger window
-        self.closing: deque[tuple[float, weakref.ref[Flow]]] = deque()
+        # closed flows waiting out the linger: (ended, key, seq). Not the flow itself: one that
+        # left the table (evicted, reused) must not be kept alive here, as a file can close any
+        # number of flows within one linger window; (key, seq) finds it if it is still there
+        self.closing: deque[tuple[float, tuple[bytes, int, bytes, int, int], int]] = deque()
         self.reused: list[Flow] = []  # flows ended because a new connection took their 4-tuple
         # flows with an IP datagram being reassembled (set by the pipeline's Reassembler)
         self.frag_pending: dict[tuple[bytes, int, bytes, int, int], int] = {}
@@ -253,7 +264,7 @@ class FlowTable:
         flows = self.flows
         flow = flows.get(key)
         if flow is None:
-            flow = Flow(key, pkt, self.created)
+            flow = new_flow(key, pkt, self.created)
             self.created += 1
             flows[key] = flow
         else:
@@ -262,7 +273,7 @@ class FlowTable:
                 # the 4-tuple is reused by a new connection: end the old flow
                 del flows[key]
                 self.reused.append(flow)
-                flow = Flow(key, pkt, self.created)
+                flow = new_flow(key, pkt, self.created)
                 self.created += 1
                 flows[key] = flow
             else:
@@ -361,7 +372,7 @@ class FlowTable:
         if not flow.closed and (flags & TCP_RST or (flow.dirs[0].fin_frame and flow.dirs[1].fin_frame)):
             flow.closed = True
             flow.ended = ts
-            self.closing.append((ts, weakref.ref(flow)))
+            self.closing.append((ts, flow.key, flow.seq))
 
     def _add_event(self, flow: Flow, ev: Event) -> None:
         evs = flow.events
@@ -433,15 +444,16 @@ class FlowTable:
         closing = self.closing
         linger = self._linger
         while closing and closing[0][0] + linger <= now:
-            f = closing.popleft()[1]()
-            if f is None:
-                continue  # finished and released already
-            if self.flows.get(f.key) is f and f.last_ts + linger <= now:
-                del self.flows[f.key]
+            _ended, key, seq = closing.popleft()
+            f = self.flows.get(key)
+            if f is None or f.seq != seq:
+                continue  # finished already
+            if f.last_ts + linger <= now:
+                del self.flows[key]
                 out.append(f)
-            elif self.flows.get(f.key) is f:
+            else:
                 f.ended = f.last_ts
-                closing.append((f.ended, weakref.ref(f)))
+                closing.append((f.ended, key, seq))
         idle = self.settings.idle_timeout
         flows = self.flows
         while flows:
