@@ -94,6 +94,8 @@ def _indented(value: Any, level: int) -> str:
     with their ladders): dicts with str keys, lists and tuples, scalars through the C string
     encoder; anything else is left to json.dumps. Same text (tests/report)."""
     cls = value.__class__
+    if cls is _Text:
+        return str(value.text)
     if cls is dict:
         if not value:
             return "{}"
@@ -138,10 +140,76 @@ def _flat_template(keys: tuple[str, ...], level: int) -> str:
             + "\n" + "  " * level + "}")
 
 
+# Where "%.6f" with its trailing zeros cut is exactly repr(round(v, 6)): no exponent notation
+# (|v| >= 1e-4), and a float spacing under 1e-6, so that no shorter decimal maps to the same
+# float (|v| < 2**33). Capture timestamps (~1.7e9) are inside.
+_TS_FAST_MIN = 1e-4
+_TS_FAST_MAX = float(2 ** 33)
+
+
+def _ts_text(v: float) -> str:
+    """``_scalar(_ts(v))`` for a float: the JSON text of a time stamp rounded to the
+    microsecond. Twice as fast as rounding then repr() inside the fast range (tests/report)."""
+    if _TS_FAST_MIN <= abs(v) < _TS_FAST_MAX:
+        text = ("%.6f" % v).rstrip("0")
+        return text + "0" if text.endswith(".") else text
+    return _scalar(round(v, 6))
+
+
+def _opt_text(v: Optional[str]) -> str:
+    return "null" if v is None else _encode_str(v)
+
+
+def _opt_int_text(v: Optional[int]) -> str:
+    return "null" if v is None else int.__repr__(v)
+
+
+class _Text:
+    """JSON text already indented for its place, which :func:`_indented` writes as is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+# the keys (and so the template) of ladder_dict, from a blank packet, at its depth in a verdict
+_LADDER_TEMPLATE = _flat_template(tuple(ladder_dict(LadderPacket(0, 0.0, "", ""))), 4)
+
+
+def _ladder_text(p: LadderPacket) -> str:
+    """``_indented(ladder_dict(p), 4)``, written by type like :func:`_flow_text`."""
+    return _LADDER_TEMPLATE % (
+        int.__repr__(p.frame), _ts_text(p.ts), int.__repr__(p.input), _encode_str(p.dir),
+        _encode_str(p.summary), _opt_text(p.flags), _opt_int_text(p.ttl), _opt_int_text(p.ipid),
+        _opt_int_text(p.seq), _opt_int_text(p.ack), _opt_int_text(p.win), _opt_int_text(p.len),
+        "true" if p.forged else "false")
+
+
+def _verdict_text(v: Verdict) -> str:
+    """``_indented(verdict_dict(v), 2)``, its ladder (most of its text) written by type."""
+    d = verdict_dict(v)
+    if v.ladder:
+        inner = "\n" + "  " * 4
+        d["packets"] = _Text("[" + inner + ("," + inner).join([_ladder_text(p) for p in v.ladder])
+                             + "\n" + "  " * 3 + "]")
+    return _indented(d, 2)
+
+
+# the keys (and so the template) of flow_dict, from a blank record
+_FLOW_TEMPLATE = _flat_template(
+    tuple(flow_dict(FlowRecord("", 0, "", "", "", "", None, None, 0, 0, 0.0, 0.0, ""))), 2)
+
+
 def _flow_text(rec: FlowRecord) -> str:
-    """``_indented(flow_dict(rec), 2)`` for a flat object of scalars, from one template."""
-    d = flow_dict(rec)
-    return _flat_template(tuple(d), 2) % tuple(map(_scalar, d.values()))
+    """``_indented(flow_dict(rec), 2)``: one template, the values written by type in
+    flow_dict's order (the same text: tests/report/test_report_escape.py)."""
+    return _FLOW_TEMPLATE % (
+        _encode_str(rec.id), int.__repr__(rec.input), _encode_str(rec.proto),
+        _encode_str(rec.client), _encode_str(rec.server), _encode_str(rec.target),
+        _opt_text(rec.app), _opt_text(rec.domain), int.__repr__(rec.packets),
+        int.__repr__(rec.bytes), _ts_text(rec.first_ts), _ts_text(rec.last_ts),
+        _encode_str(rec.outcome))
 
 
 def write_json(result: Result, out: TextIO, flows: str = "all") -> None:
@@ -159,7 +227,7 @@ def write_json(result: Result, out: TextIO, flows: str = "all") -> None:
         out.write('  "verdicts": [\n')
         last_v = len(result.verdicts) - 1
         for i, v in enumerate(result.verdicts):
-            out.write("    " + _indented(verdict_dict(v), 2) + (",\n" if i < last_v else "\n"))
+            out.write("    " + _verdict_text(v) + (",\n" if i < last_v else "\n"))
         out.write("  ],\n")
     recs = _sorted_records(result, flows)
     if not recs:

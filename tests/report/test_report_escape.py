@@ -80,6 +80,40 @@ def test_streamed_flow_text_equals_the_indenting_encoder() -> None:
         assert _flow_text(rec) == _nested(flow_dict(rec), 2)
 
 
+def test_time_stamp_text_equals_rounding_then_dumps() -> None:
+    import json
+    import random
+    import struct
+
+    from analyzer.report.document import _ts, _ts_text
+
+    rnd = random.Random(7)
+    values = [0.0, -0.0, 1e-9, -1e-9, 5e-5, 1e-4, 0.0001234567, 0.1, 0.5, 1.0, 1.5, 2.0000005,
+              1700000001.0, 1700000001.1234565, 1700000016.535459, 2.0 ** 33 - 1e-6, 2.0 ** 33,
+              8.6e9, 1e16, 1e20, 123456.0000005, -1700000001.25, float("nan"), float("inf")]
+    values += [rnd.uniform(1.6e9, 1.8e9) for _ in range(20000)]
+    values += [rnd.uniform(0, 1000) for _ in range(20000)]
+    values += [10 ** rnd.uniform(-6, 12) * rnd.choice((1, -1)) for _ in range(20000)]
+    values += [struct.unpack("<d", rnd.randbytes(8))[0] for _ in range(5000)]
+    for v in values:
+        assert _ts_text(v) == json.dumps(_ts(v), ensure_ascii=False), repr(v)
+
+
+def test_streamed_verdict_text_equals_the_indenting_encoder() -> None:
+    from analyzer.model import Evidence, LadderPacket, Target, Technique, Trigger, Verdict
+    from analyzer.report.document import _nested, _verdict_text, verdict_dict
+
+    hostile = 'é\u2028"x\\\x00\x1b[31m</script>\ud800'
+    ladder = (LadderPacket(1, 1700000001.5, "c2s", hostile),
+              LadderPacket(2, 1700000001.123457, "s2c", "RST", 3, "R", 64, 0, 1, 2, 3, 0, True),
+              LadderPacket(3, 1e-5, "s2c", "x", 0, None, None, None, 2**40, None, 0, 7, False))
+    for lad in (ladder, ()):
+        v = Verdict("v-1", Technique.RST_INJECTION, Trigger.SNI, Target.WHATSAPP, "tcp", "a:1", "b:2",
+                    hostile, 0.9, 1.0, 2.0, ("ttl_mismatch",),
+                    (Evidence(1, 1.0, hostile),), "rst_injection", (hostile,), (), "f0-1", lad)
+        assert _verdict_text(v) == _nested(verdict_dict(v), 2)
+
+
 def test_scalar_text_equals_json_dumps() -> None:
     import json
 
