@@ -85,6 +85,7 @@ outside the shipped pool).
 from __future__ import annotations
 
 import ipaddress
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -385,7 +386,9 @@ class _Others:
         if self._ipids is None:
             assert self._baseline is not None and self._txn is not None
             own = {(r.input, r.frame) for r in self._txn.responses}
-            self._ipids = tuple([s for s in self._baseline.ipids if (s[0], s[1]) not in own])
+            frames = {r.frame for r in self._txn.responses}  # (no pair built per sample)
+            self._ipids = tuple([s for s in self._baseline.ipids
+                                 if s[1] not in frames or (s[0], s[1]) not in own])
         return self._ipids
 
 
@@ -437,9 +440,13 @@ def _ipid_check(r: DnsResponse, samples: list[tuple[int, int, int]],
         return f"IP-ID {r.ipid} where the resolver always sends 0" if r.ipid != 0 else None
     if behaviour != "sequential":
         return None
-    pos = (r.input, r.frame)
-    prev = [s for s in samples if (s[0], s[1]) < pos]
-    nxt = [s for s in samples if (s[0], s[1]) > pos]
+    # the samples before and after r's packet (sorted by (input, frame): a pair sorts before
+    # every triple that starts with it)
+    i = bisect_left(samples, (r.input, r.frame))
+    j = i
+    while j < len(samples) and samples[j][0] == r.input and samples[j][1] == r.frame:
+        j += 1
+    prev, nxt = samples[:i], samples[j:]
     fits = ((bool(prev) and (r.ipid - prev[-1][2]) % IPID_MOD <= IPID_GAP)
             or (bool(nxt) and (nxt[0][2] - r.ipid) % IPID_MOD <= IPID_GAP))
     if fits:
