@@ -11,7 +11,7 @@ import gc
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Optional
+from typing import Any, BinaryIO, Callable, Final, Iterable, Iterator, Optional, TYPE_CHECKING
 
 from analyzer.config import Settings, reduce_by_fields
 from analyzer.decode.packet import (
@@ -42,10 +42,10 @@ if TYPE_CHECKING:
 
     from analyzer._ctrack import Table
 
-DNS_PORT = 53
+DNS_PORT: Final = 53
 # With the automatic cyclic collector paused (see manual_gc), collect every this many packets.
-GC_EVERY_PACKETS = 1 << 22
-TRIGGER_KINDS = {Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI, Trigger.PROTOCOL}
+GC_EVERY_PACKETS: Final = 1 << 22
+TRIGGER_KINDS: Final = {Trigger.SNI, Trigger.HTTP_HOST, Trigger.QUIC_SNI, Trigger.PROTOCOL}
 
 
 @dataclass(init=False, slots=True)
@@ -490,7 +490,7 @@ class Analyzer:
         return verdicts
 
 
-SHARD_MULT = 2654435761  # Knuth's multiplicative hash constant
+SHARD_MULT: Final = 2654435761  # Knuth's multiplicative hash constant
 
 
 def _addr_word(addr: bytes) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from typing import Iterable, Optional
+from typing import Final, Iterable, Optional
 
 from analyzer.detect.context import Context
 from analyzer.identify import resolve_target
@@ -24,11 +24,11 @@ from analyzer.model import Finding, Target, Technique, Trigger, Verdict
 
 # Findings weaker than this stay signals (counted in stats.weak_findings), never verdicts:
 # e.g. a bogon DNS answer alone, which a misconfigured site produces too.
-MIN_VERDICT_CONFIDENCE = 0.3
-CONTROL_BONUS = 0.1
-NO_CONTROL_PENALTY = 0.05
-DEAD_NETWORK_FACTOR = 0.5
-MAX_CONFIDENCE = 0.99
+MIN_VERDICT_CONFIDENCE: Final = 0.3
+CONTROL_BONUS: Final = 0.1
+NO_CONTROL_PENALTY: Final = 0.05
+DEAD_NETWORK_FACTOR: Final = 0.5
+MAX_CONFIDENCE: Final = 0.99
 
 
 def can_become_verdict(f: Finding) -> bool:
@@ -129,12 +129,12 @@ def _refine(f: Finding, ctx: Context, answered_ips: dict[str, int]) -> Finding:
                    trigger=trigger)
 
 
-THROTTLE_SAME_SERVER = 0.8
+THROTTLE_SAME_SERVER: Final = 0.8
 # without a same-server control a slow flow stays a signal: servers and applications differ
 # too much in speed (interactive flows, slow origins) for a verdict (issue #3: "verdict only
 # with strong evidence")
-THROTTLE_OTHER_SERVER = 0.25
-THROTTLE_NO_CONTROL = 0.1
+THROTTLE_OTHER_SERVER: Final = 0.25
+THROTTLE_NO_CONTROL: Final = 0.1
 
 
 def _rate_index(ctx: Context) -> tuple[list[tuple[float, str, bytes, Optional[str]]],

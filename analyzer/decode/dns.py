@@ -24,81 +24,81 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Final, Optional
 
 from analyzer.model import format_ip
 from analyzer.status import DecodeError
 
 # --- RFC 1035 §4.1.1 header -------------------------------------------------------------
-DNS_HEADER_LEN = 12
-FLAG_QR = 0x8000
-OPCODE_SHIFT = 11
-OPCODE_MASK = 0x0F
-FLAG_AA = 0x0400
-FLAG_TC = 0x0200
-FLAG_RD = 0x0100
-FLAG_RA = 0x0080
-FLAG_Z = 0x0040  # must be zero (RFC 1035; the two bits after it became AD/CD in RFC 4035)
-FLAG_AD = 0x0020
-FLAG_CD = 0x0010
-RCODE_MASK = 0x000F
+DNS_HEADER_LEN: Final = 12
+FLAG_QR: Final = 0x8000
+OPCODE_SHIFT: Final = 11
+OPCODE_MASK: Final = 0x0F
+FLAG_AA: Final = 0x0400
+FLAG_TC: Final = 0x0200
+FLAG_RD: Final = 0x0100
+FLAG_RA: Final = 0x0080
+FLAG_Z: Final = 0x0040  # must be zero (RFC 1035; the two bits after it became AD/CD in RFC 4035)
+FLAG_AD: Final = 0x0020
+FLAG_CD: Final = 0x0010
+RCODE_MASK: Final = 0x000F
 
 # RCODEs (RFC 1035 §4.1.1, RFC 6895)
-RCODE_NOERROR = 0
-RCODE_FORMERR = 1
-RCODE_SERVFAIL = 2
-RCODE_NXDOMAIN = 3
-RCODE_NOTIMP = 4
-RCODE_REFUSED = 5
-RCODE_NAMES = {
+RCODE_NOERROR: Final = 0
+RCODE_FORMERR: Final = 1
+RCODE_SERVFAIL: Final = 2
+RCODE_NXDOMAIN: Final = 3
+RCODE_NOTIMP: Final = 4
+RCODE_REFUSED: Final = 5
+RCODE_NAMES: Final = {
     RCODE_NOERROR: "NOERROR", RCODE_FORMERR: "FORMERR", RCODE_SERVFAIL: "SERVFAIL",
     RCODE_NXDOMAIN: "NXDOMAIN", RCODE_NOTIMP: "NOTIMP", RCODE_REFUSED: "REFUSED",
 }
 
 # --- RFC 1035 §4.1.4 names ----------------------------------------------------------------
-LABEL_KIND_MASK = 0xC0
-LABEL_KIND_NORMAL = 0x00
-LABEL_KIND_POINTER = 0xC0  # 0x40 and 0x80 are the obsolete extended label types (RFC 6891 §5)
-POINTER_OFFSET_MASK = 0x3FFF
-POINTER_LEN = 2
-MAX_LABEL_LEN = 63
-MAX_NAME_WIRE_LEN = 255  # RFC 1035 §2.3.4, counting length octets and the root octet
+LABEL_KIND_MASK: Final = 0xC0
+LABEL_KIND_NORMAL: Final = 0x00
+LABEL_KIND_POINTER: Final = 0xC0  # 0x40 and 0x80 are the obsolete extended label types (RFC 6891 §5)
+POINTER_OFFSET_MASK: Final = 0x3FFF
+POINTER_LEN: Final = 2
+MAX_LABEL_LEN: Final = 63
+MAX_NAME_WIRE_LEN: Final = 255  # RFC 1035 §2.3.4, counting length octets and the root octet
 # A legal name has at most 127 labels, each reachable by at most one pointer.
-MAX_POINTER_JUMPS = 127
+MAX_POINTER_JUMPS: Final = 127
 
 # --- RFC 1035 §4.1.2 / §4.1.3 question and resource records ---------------------------------
-QUESTION_FIXED_LEN = 4  # QTYPE, QCLASS
-RR_FIXED_LEN = 10  # TYPE, CLASS, TTL, RDLENGTH
+QUESTION_FIXED_LEN: Final = 4  # QTYPE, QCLASS
+RR_FIXED_LEN: Final = 10  # TYPE, CLASS, TTL, RDLENGTH
 
-TYPE_A = 1
-TYPE_NS = 2
-TYPE_CNAME = 5
-TYPE_SOA = 6
-TYPE_PTR = 12
-TYPE_MX = 15
-TYPE_TXT = 16
-TYPE_AAAA = 28  # RFC 3596
-TYPE_OPT = 41  # RFC 6891
-TYPE_NAMES = {
+TYPE_A: Final = 1
+TYPE_NS: Final = 2
+TYPE_CNAME: Final = 5
+TYPE_SOA: Final = 6
+TYPE_PTR: Final = 12
+TYPE_MX: Final = 15
+TYPE_TXT: Final = 16
+TYPE_AAAA: Final = 28  # RFC 3596
+TYPE_OPT: Final = 41  # RFC 6891
+TYPE_NAMES: Final = {
     TYPE_A: "A", TYPE_NS: "NS", TYPE_CNAME: "CNAME", TYPE_SOA: "SOA", TYPE_PTR: "PTR",
     TYPE_MX: "MX", TYPE_TXT: "TXT", TYPE_AAAA: "AAAA", TYPE_OPT: "OPT", 33: "SRV", 43: "DS",
     46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 255: "ANY",
 }
-CLASS_IN = 1
+CLASS_IN: Final = 1
 
-A_RDATA_LEN = 4
-AAAA_RDATA_LEN = 16
-MX_PREFERENCE_LEN = 2
-SOA_NUMBERS_LEN = 20  # SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM (5 x 32 bits)
+A_RDATA_LEN: Final = 4
+AAAA_RDATA_LEN: Final = 16
+MX_PREFERENCE_LEN: Final = 2
+SOA_NUMBERS_LEN: Final = 20  # SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM (5 x 32 bits)
 
 # --- RFC 6891 §6.1.3 OPT pseudo-RR: TTL field = EXTENDED-RCODE(8) VERSION(8) DO(1) Z(15) ----
-OPT_EXT_RCODE_SHIFT = 24
-OPT_VERSION_SHIFT = 16
-OPT_BYTE_MASK = 0xFF
-OPT_FLAG_DO = 0x8000
-EXT_RCODE_SHIFT = 4  # the 8 extended bits sit above the header's 4 RCODE bits
+OPT_EXT_RCODE_SHIFT: Final = 24
+OPT_VERSION_SHIFT: Final = 16
+OPT_BYTE_MASK: Final = 0xFF
+OPT_FLAG_DO: Final = 0x8000
+EXT_RCODE_SHIFT: Final = 4  # the 8 extended bits sit above the header's 4 RCODE bits
 
-ANOMALIES = {
+ANOMALIES: Final = {
     "trailing_bytes": "bytes left after every record the header counts, not parseable as records",
     "count_mismatch": "header counts differ from the records present (fewer, or more that parse)",
     "truncated_rr": "the message ends inside a resource record",
@@ -114,11 +114,11 @@ ANOMALIES = {
     "qr_mismatch": "QR bit disagrees with the direction (a response to port 53 or a query from it)",
 }
 
-_HEADER = struct.Struct("!HHHHHH")
-_QFIXED = struct.Struct("!HH")
-_RRFIXED = struct.Struct("!HHIH")
-_U16 = struct.Struct("!H")
-_SOA_NUMS = struct.Struct("!IIIII")
+_HEADER: Final = struct.Struct("!HHHHHH")
+_QFIXED: Final = struct.Struct("!HH")
+_RRFIXED: Final = struct.Struct("!HHIH")
+_U16: Final = struct.Struct("!H")
+_SOA_NUMS: Final = struct.Struct("!IIIII")
 
 
 class _Truncated(Exception):
@@ -328,13 +328,13 @@ def rcode_name(rcode: int) -> str:
     return RCODE_NAMES.get(rcode, f"RCODE{rcode}")
 
 
-_PRINTABLE_MIN = 0x21  # '!' (space is escaped too, as in RFC 1035 master files)
-_PRINTABLE_MAX = 0x7E  # '~'
-_SPECIAL = (0x2E, 0x5C)  # '.', '\\'
+_PRINTABLE_MIN: Final = 0x21  # '!' (space is escaped too, as in RFC 1035 master files)
+_PRINTABLE_MAX: Final = 0x7E  # '~'
+_SPECIAL: Final = (0x2E, 0x5C)  # '.', '\\'
 
 
 # Bytes that stand for themselves in text form; everything else is escaped.
-_SAFE_BYTES = bytes(b for b in range(_PRINTABLE_MIN, _PRINTABLE_MAX + 1) if b not in _SPECIAL)
+_SAFE_BYTES: Final = bytes(b for b in range(_PRINTABLE_MIN, _PRINTABLE_MAX + 1) if b not in _SPECIAL)
 
 
 def escape_label(label: bytes) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.sources.files import (
     LINKTYPE_EN10MB,
@@ -28,67 +28,67 @@ from analyzer.sources.files import (
 )
 from analyzer.status import DecodeError
 
-ETH_HEADER_LEN = 14
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_IPV6 = 0x86DD
-ETHERTYPE_VLAN = (0x8100, 0x88A8, 0x9100)
-VLAN_TAG_LEN = 4
-MAX_VLAN_TAGS = 4
-SLL_HEADER_LEN = 16
-SLL2_HEADER_LEN = 20
-NULL_HEADER_LEN = 4
+ETH_HEADER_LEN: Final = 14
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_IPV6: Final = 0x86DD
+ETHERTYPE_VLAN: Final = (0x8100, 0x88A8, 0x9100)
+VLAN_TAG_LEN: Final = 4
+MAX_VLAN_TAGS: Final = 4
+SLL_HEADER_LEN: Final = 16
+SLL2_HEADER_LEN: Final = 20
+NULL_HEADER_LEN: Final = 4
 # BSD address families for IPv6 differ per OS (loopback headers of pcap-linktype(7)).
-AF_INET = 2
-AF_INET6_VALUES = (10, 24, 28, 30)
+AF_INET: Final = 2
+AF_INET6_VALUES: Final = (10, 24, 28, 30)
 
-IPV4_MIN_HEADER = 20
-IPV6_HEADER_LEN = 40
-IPV4_FLAG_DF = 0x4000
-IPV4_FLAG_MF = 0x2000
-IPV4_FRAG_OFFSET_MASK = 0x1FFF
+IPV4_MIN_HEADER: Final = 20
+IPV6_HEADER_LEN: Final = 40
+IPV4_FLAG_DF: Final = 0x4000
+IPV4_FLAG_MF: Final = 0x2000
+IPV4_FRAG_OFFSET_MASK: Final = 0x1FFF
 
-IPPROTO_HOPOPTS = 0
-IPPROTO_ICMP = 1
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_ROUTING = 43
-IPPROTO_FRAGMENT = 44
-IPPROTO_GRE = 47
-IPPROTO_ESP = 50
-IPPROTO_AH = 51
-IPPROTO_ICMPV6 = 58
-IPPROTO_NONE = 59
-IPPROTO_DSTOPTS = 60
-IPPROTO_MOBILITY = 135
-IPV6_EXT_HEADERS = (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS, IPPROTO_MOBILITY, 139, 140)
-MAX_EXT_HEADERS = 16
+IPPROTO_HOPOPTS: Final = 0
+IPPROTO_ICMP: Final = 1
+IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
+IPPROTO_ROUTING: Final = 43
+IPPROTO_FRAGMENT: Final = 44
+IPPROTO_GRE: Final = 47
+IPPROTO_ESP: Final = 50
+IPPROTO_AH: Final = 51
+IPPROTO_ICMPV6: Final = 58
+IPPROTO_NONE: Final = 59
+IPPROTO_DSTOPTS: Final = 60
+IPPROTO_MOBILITY: Final = 135
+IPV6_EXT_HEADERS: Final = (IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS, IPPROTO_MOBILITY, 139, 140)
+MAX_EXT_HEADERS: Final = 16
 
-TCP_MIN_HEADER = 20
-UDP_HEADER_LEN = 8
-ICMP_HEADER_LEN = 8
+TCP_MIN_HEADER: Final = 20
+UDP_HEADER_LEN: Final = 8
+ICMP_HEADER_LEN: Final = 8
 
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_RST = 0x04
-TCP_PSH = 0x08
-TCP_ACK = 0x10
-TCP_URG = 0x20
-TCP_ECE = 0x40
-TCP_CWR = 0x80
+TCP_FIN: Final = 0x01
+TCP_SYN: Final = 0x02
+TCP_RST: Final = 0x04
+TCP_PSH: Final = 0x08
+TCP_ACK: Final = 0x10
+TCP_URG: Final = 0x20
+TCP_ECE: Final = 0x40
+TCP_CWR: Final = 0x80
 
-ICMP_DEST_UNREACH = 3
-ICMP_TIME_EXCEEDED = 11
-ICMPV6_DEST_UNREACH = 1
-ICMPV6_TIME_EXCEEDED = 3
+ICMP_DEST_UNREACH: Final = 3
+ICMP_TIME_EXCEEDED: Final = 11
+ICMPV6_DEST_UNREACH: Final = 1
+ICMPV6_TIME_EXCEEDED: Final = 3
 
-PROTO_NAMES = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_ICMP: "icmp",
+PROTO_NAMES: Final = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_ICMP: "icmp",
                IPPROTO_ICMPV6: "icmpv6", IPPROTO_ESP: "esp", IPPROTO_GRE: "gre", IPPROTO_AH: "ah"}
 
-_H = struct.Struct("!H")
-_HH = struct.Struct("!HH")
-_IPV4 = struct.Struct("!BBHHHBBH4s4s")
-_TCP = struct.Struct("!HHIIBBH")
-_IPV6 = struct.Struct("!IHBB16s16s")
+_H: Final = struct.Struct("!H")
+_HH: Final = struct.Struct("!HH")
+_IPV4: Final = struct.Struct("!BBHHHBBH4s4s")
+_TCP: Final = struct.Struct("!HHIIBBH")
+_IPV6: Final = struct.Struct("!IHBB16s16s")
 
 
 class Packet:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.decode.http import parse_http_response
 from analyzer.detect.context import Context
@@ -39,10 +39,10 @@ from analyzer.model import Evidence, Finding, Technique, Trigger
 from analyzer.track.facts import FlowInfo
 from analyzer.track.flows import C2S, E_FRAME, E_TTL, S2C, Flow
 
-NAME = "blockpage"
-FINGERPRINT_PREFIX = 4096
+NAME: Final = "blockpage"
+FINGERPRINT_PREFIX: Final = 4096
 
-SIGNALS = {
+SIGNALS: Final = {
     "response_ttl_mismatch": "the HTTP response's TTL differs from the server's SYN/ACK",
     "conflicting_response": "two different payloads claim the same server sequence number",
     "blockpage_fingerprint": "the response matches a known blockpage fingerprint",

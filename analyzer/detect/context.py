@@ -17,12 +17,12 @@ from __future__ import annotations
 import bisect
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.config import Thresholds
 
-MAX_ENTRIES = 1_000_000
-MAX_NAMES_PER_SERVER = 64  # the smallest names (sorted) are kept, so merging is exact
+MAX_ENTRIES: Final = 1_000_000
+MAX_NAMES_PER_SERVER: Final = 64  # the smallest names (sorted) are kept, so merging is exact
 
 
 @dataclass(slots=True)

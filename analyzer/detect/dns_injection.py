@@ -89,7 +89,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable, Optional, Union
+from typing import Final, Iterable, Optional, Union
 
 from analyzer.config import Thresholds
 from analyzer.decode.dns import (
@@ -124,7 +124,7 @@ from analyzer.track.dns import (
     ResolverBaseline,
 )
 
-NAME = "dns_injection"
+NAME: Final = "dns_injection"
 
 SIGNALS: dict[str, str] = {
     "multiple_answers": "two or more responses to one query with different answer sets",
@@ -137,8 +137,8 @@ SIGNALS: dict[str, str] = {
     "malformed_answer": "a forged response is malformed while the genuine one is clean",
     "bogon_answer": "a private/reserved/special address answered for a public name (weak alone)",
 }
-STRONG_SIGNALS = ("multiple_answers", "forged_address_pool", "answer_from_non_resolver")
-HEADER_SIGNALS = ("ttl_mismatch", "ipid_mismatch", "df_mismatch", "flags_mismatch")
+STRONG_SIGNALS: Final = ("multiple_answers", "forged_address_pool", "answer_from_non_resolver")
+HEADER_SIGNALS: Final = ("ttl_mismatch", "ipid_mismatch", "df_mismatch", "flags_mismatch")
 
 # Noisy-OR weights: strength = 1 - prod(1 - WEIGHTS[s]).
 WEIGHTS: dict[str, float] = {
@@ -152,46 +152,46 @@ WEIGHTS: dict[str, float] = {
     "malformed_answer": 0.1,
     "bogon_answer": 0.15,
 }
-MAX_STRENGTH = 0.99
-LOOKUP_CACHE = 65_536  # entries each lookup cache here keeps (memory bound, not a threshold)
-BOGON_ALONE_MAX = 0.2  # a bogon answer with nothing else is a hint, not proof (OONI)
-HEADER_ONLY_MAX = 0.4  # header mismatches on a lone response: route changes, anycast
+MAX_STRENGTH: Final = 0.99
+LOOKUP_CACHE: Final = 65_536  # entries each lookup cache here keeps (memory bound, not a threshold)
+BOGON_ALONE_MAX: Final = 0.2  # a bogon answer with nothing else is a hint, not proof (OONI)
+HEADER_ONLY_MAX: Final = 0.4  # header mismatches on a lone response: route changes, anycast
 
 # Candidates for Thresholds (module constants until the lead moves them):
 # other responses the resolver must have sent before its baseline is used at all
-MIN_BASELINE = 3
+MIN_BASELINE: Final = 3
 # a TTL / DF / flag pattern seen in at least this share of the resolver's other responses is
 # one of its own
-BASELINE_MIN_SHARE = 0.2
+BASELINE_MIN_SHARE: Final = 0.2
 # an IP-ID further than this (mod 2**16) from a sequential resolver's neighbouring IP-IDs is
 # out of sequence (same spirit as Thresholds.rst_ipid_gap)
-IPID_GAP = 1000
+IPID_GAP: Final = 1000
 # a resolver's IP-IDs are "sequential" when at least this share of successive steps are in
 # (0, Thresholds.ipid_seq_step]
-SEQUENTIAL_SHARE = 0.75
+SEQUENTIAL_SHARE: Final = 0.75
 
-IPID_MOD = 1 << 16
-COMPARED_FLAG_BITS = FLAG_AA | FLAG_RA | FLAG_RD | FLAG_AD | FLAG_CD  # same query, same resolver
-ANSWER_RCODES = (RCODE_NOERROR, RCODE_NXDOMAIN)
-ICMP_PORT_UNREACH = 3  # RFC 792
-ICMPV6_PORT_UNREACH = 4  # RFC 4443
-MAX_LISTED_ANSWERS = 3  # answers spelled out in one evidence line
+IPID_MOD: Final = 1 << 16
+COMPARED_FLAG_BITS: Final = FLAG_AA | FLAG_RA | FLAG_RD | FLAG_AD | FLAG_CD  # same query, same resolver
+ANSWER_RCODES: Final = (RCODE_NOERROR, RCODE_NXDOMAIN)
+ICMP_PORT_UNREACH: Final = 3  # RFC 792
+ICMPV6_PORT_UNREACH: Final = 4  # RFC 4443
+MAX_LISTED_ANSWERS: Final = 3  # answers spelled out in one evidence line
 
-TEREDO_PREFIX = ipaddress.IPv6Network("2001::/32")  # RFC 4380
-TEREDO_LABEL = "teredo"
+TEREDO_PREFIX: Final = ipaddress.IPv6Network("2001::/32")  # RFC 4380
+TEREDO_LABEL: Final = "teredo"
 
 # RFC 6890 special-purpose registries (plus multicast and the reserved 240/4).
-BOGONS_V4 = tuple(ipaddress.IPv4Network(n) for n in (
+BOGONS_V4: Final = tuple(ipaddress.IPv4Network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
     "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
     "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
 ))
-BOGONS_V6 = tuple(ipaddress.IPv6Network(n) for n in (
+BOGONS_V6: Final = tuple(ipaddress.IPv6Network(n) for n in (
     "::/128", "::1/128", "::ffff:0:0/96", "100::/64", "2001:db8::/32", "fc00::/7",
     "fe80::/10", "ff00::/8",
 ))
 # Names that legitimately resolve to private space (RFC 6762 App. G, RFC 8375, RFC 6761).
-INTERNAL_SUFFIXES = (
+INTERNAL_SUFFIXES: Final = (
     "local", "lan", "home", "corp", "internal", "intranet", "private", "localhost",
     "localdomain", "home.arpa", "in-addr.arpa", "ip6.arpa",
 )
@@ -308,7 +308,7 @@ def is_internal_name(name: str) -> bool:
     return any(_under(name, s) for s in INTERNAL_SUFFIXES)
 
 
-_BOGON_TABLE = PrefixTable((n, PoolEntry(n, ())) for n in BOGONS_V4 + BOGONS_V6)
+_BOGON_TABLE: Final = PrefixTable((n, PoolEntry(n, ())) for n in BOGONS_V4 + BOGONS_V6)
 
 
 def is_bogon(addr: bytes) -> bool:
@@ -499,7 +499,7 @@ def _ipid_signal(r: DnsResponse, ref: Optional[DnsResponse], others: _Others,
     return _ipid_check(r, samples, th)
 
 
-_FLAG_LETTERS = ((FLAG_AA, "aa"), (FLAG_TC, "tc"), (FLAG_RD, "rd"), (FLAG_RA, "ra"),
+_FLAG_LETTERS: Final = ((FLAG_AA, "aa"), (FLAG_TC, "tc"), (FLAG_RD, "rd"), (FLAG_RA, "ra"),
                  (FLAG_AD, "ad"), (FLAG_CD, "cd"))
 
 

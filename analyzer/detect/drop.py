@@ -41,6 +41,8 @@ when no other flow in the capture worked); a client that went offline mid-captur
 """
 from __future__ import annotations
 
+from typing import Final
+
 from analyzer.decode.packet import TCP_ACK, TCP_FIN, TCP_RST
 from analyzer.detect.context import Context
 from analyzer.detect.rst_injection import ladder as tcp_ladder
@@ -48,29 +50,29 @@ from analyzer.model import Evidence, Finding, LadderPacket, Target, Technique, T
 from analyzer.track.facts import FlowInfo
 from analyzer.track.flows import C2S, E_ACK, E_FLAGS, E_FRAME, S2C, Flow
 
-NAME = "drop"
-SEQ_MASK = 0xFFFFFFFF
+NAME: Final = "drop"
+SEQ_MASK: Final = 0xFFFFFFFF
 # Unanswered SYNs: blackholing or a dead server cannot be told apart passively.
-SYN_DROP_STRENGTH = 0.5
-SEQ_HALF = 0x80000000
+SYN_DROP_STRENGTH: Final = 0.5
+SEQ_HALF: Final = 0x80000000
 
-SIGNALS = {
+SIGNALS: Final = {
     "trigger_retransmitted": "the client's trigger packet was retransmitted and never answered",
     "syn_unanswered": "SYNs retransmitted with nothing at all from the server",
     "handshake_unanswered": "a UDP handshake sent repeatedly with no datagram back",
     "tunnel_stalled": "a VPN tunnel that worked stopped getting answers",
 }
 
-VPN_TARGETS = {Target.OPENVPN, Target.WIREGUARD, Target.IPSEC, Target.L2TP, Target.PPTP,
+VPN_TARGETS: Final = {Target.OPENVPN, Target.WIREGUARD, Target.IPSEC, Target.L2TP, Target.PPTP,
                Target.SSTP, Target.TOR, Target.SHADOWSOCKS}
 
 
 # Initial TTLs of common stacks; a client whose packets carry one of these (or one less: a
 # capture on the first-hop router) was captured on its own side of the path.
-INITIAL_TTLS = (64, 128, 255)
-VANTAGE_SLACK = 1
+INITIAL_TTLS: Final = (64, 128, 255)
+VANTAGE_SLACK: Final = 1
 # every TTL a client-side capture can show: an initial TTL, or up to VANTAGE_SLACK less
-_VANTAGE_TTLS = frozenset(init - k for init in INITIAL_TTLS for k in range(VANTAGE_SLACK + 1))
+_VANTAGE_TTLS: Final = frozenset(init - k for init in INITIAL_TTLS for k in range(VANTAGE_SLACK + 1))
 
 
 def client_side_vantage(flow: Flow) -> bool:

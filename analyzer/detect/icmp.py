@@ -21,22 +21,24 @@ necessarily censorship: the verdict notes who sent it).
 """
 from __future__ import annotations
 
+from typing import Final
+
 from analyzer.detect.context import Context
 from analyzer.model import Evidence, Finding, Technique, Trigger, format_ip
 from analyzer.track.facts import FlowInfo
 from analyzer.track.flows import S2C, Flow
 
-NAME = "icmp_unreachable"
+NAME: Final = "icmp_unreachable"
 
-ICMP_UNREACH = 3
-ICMP_NET_UNREACH = 0
-ICMP_HOST_UNREACH = 1
-ICMP_ADMIN_CODES = (9, 10, 13)
-ICMPV6_UNREACH = 1
-ICMPV6_ADMIN_CODES = (1, 5, 6)
-ICMPV6_NOROUTE_CODES = (0, 3)
+ICMP_UNREACH: Final = 3
+ICMP_NET_UNREACH: Final = 0
+ICMP_HOST_UNREACH: Final = 1
+ICMP_ADMIN_CODES: Final = (9, 10, 13)
+ICMPV6_UNREACH: Final = 1
+ICMPV6_ADMIN_CODES: Final = (1, 5, 6)
+ICMPV6_NOROUTE_CODES: Final = (0, 3)
 
-SIGNALS = {
+SIGNALS: Final = {
     "icmp_admin_prohibited": "an ICMP 'administratively prohibited' error quoting the flow",
     "icmp_unreachable": "an ICMP net/host unreachable from a router quoting the flow",
 }

@@ -27,6 +27,8 @@ stop the chain (the state would have caught them too).
 """
 from __future__ import annotations
 
+from typing import Final
+
 from analyzer.decode.packet import TCP_ACK, TCP_RST, TCP_SYN
 from analyzer.detect.context import Context
 from analyzer.detect.rst_injection import ladder as tcp_ladder
@@ -34,9 +36,9 @@ from analyzer.model import Evidence, Finding, Technique, Trigger
 from analyzer.track.facts import FlowInfo
 from analyzer.track.flows import C2S, E_FLAGS, E_FRAME, E_TTL, S2C, Flow
 
-NAME = "residual"
+NAME: Final = "residual"
 
-SIGNALS = {
+SIGNALS: Final = {
     "after_block": "started within the residual window after a blocked flow to the same server",
     "reset_at_syn": "the SYN was answered by RST only",
     "syn_unanswered": "SYNs got no answer",

@@ -53,7 +53,7 @@ captures merged from two vantage points.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.config import Thresholds
 from analyzer.decode.packet import TCP_ACK, TCP_FIN, TCP_RST, tcp_flags_str
@@ -76,15 +76,15 @@ from analyzer.track.flows import (
     Flow,
 )
 
-NAME = "rst_injection"
-TCP_RESERVED_BITS = 0x0E00  # in our 12-bit flags: reserved bits above NS (bit 8)
-MSS_STEPS = (1460, 2920, 4380)
-IPID_MOD = 1 << 16
-SEQ_MOD = 1 << 32
+NAME: Final = "rst_injection"
+TCP_RESERVED_BITS: Final = 0x0E00  # in our 12-bit flags: reserved bits above NS (bit 8)
+MSS_STEPS: Final = (1460, 2920, 4380)
+IPID_MOD: Final = 1 << 16
+SEQ_MOD: Final = 1 << 32
 # Confidence ceiling of a TTL-only reset with no trigger and no liveness after it.
-UNTRIGGERED_TTL_ONLY = 0.35
+UNTRIGGERED_TTL_ONLY: Final = 0.35
 
-SIGNALS = {
+SIGNALS: Final = {
     "ttl_mismatch": "RST TTL/hop limit differs from every TTL the claimed sender used on the flow",
     "ipid_mismatch": "RST IP-ID out of the claimed sender's sequential IP-ID stream",
     "data_after_rst": "the claimed sender sent data after its own RST",

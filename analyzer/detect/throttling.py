@@ -33,23 +33,25 @@ hence the low confidence), a download competing with another one on the user's o
 """
 from __future__ import annotations
 
+from typing import Final
+
 from analyzer.detect.context import Context
 from analyzer.detect.rst_injection import ladder as tcp_ladder
 from analyzer.model import Evidence, Finding, Technique, Trigger
 from analyzer.track.facts import FlowInfo
 from analyzer.track.flows import C2S, S2C, Flow
 
-NAME = "throttling"
-LADDER_KEEP = 8
+NAME: Final = "throttling"
+LADDER_KEEP: Final = 8
 
-SIGNALS = {
+SIGNALS: Final = {
     "slow_after_trigger": "the server's data came at a small fraction of a comparable flow's rate",
     "control_same_server": "the comparable, fast flow went to the same server with another name",
     "control_other_server": "the comparable, fast flow went to another server",
 }
 
 
-RATE_MIN_SPAN = 0.001  # seconds: a download faster than this counts as taking 1 ms
+RATE_MIN_SPAN: Final = 0.001  # seconds: a download faster than this counts as taking 1 ms
 
 
 def download_rate(flow: Flow) -> float | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
-from typing import Callable, Optional
+from typing import Callable, Final, Optional
 
 from analyzer.identify import fep, ipsec, l2tp, openvpn, pptp, quic, sstp, tls, tor, whatsapp, \
     wireguard
@@ -129,7 +129,7 @@ def _rules_for(proto: str) -> tuple[Rule, ...]:
 
 
 #: The answer when no rule matched (immutable, so one instance serves every flow).
-NO_MATCH = Identification(Target.OTHER, None, 0.0, ("no identification rule matched",), None)
+NO_MATCH: Final = Identification(Target.OTHER, None, 0.0, ("no identification rule matched",), None)
 
 
 def identify(facts: FlowFacts) -> Identification:

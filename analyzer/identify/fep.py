@@ -50,16 +50,16 @@ popcount shaping, e.g. shadowsocks-rust ``--prefix`` or Outline's prefix feature
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
-MIN_LENGTH = 16
-POPCOUNT_LOW = 3.4
-POPCOUNT_HIGH = 4.6
-_TLS_FIRST = frozenset({0x16, 0x17})
-_HTTP_PREFIXES = (b"GET ", b"PUT ", b"POST", b"HEAD")  # the paper's list; others pass Ex2
+MIN_LENGTH: Final = 16
+POPCOUNT_LOW: Final = 3.4
+POPCOUNT_HIGH: Final = 4.6
+_TLS_FIRST: Final = frozenset({0x16, 0x17})
+_HTTP_PREFIXES: Final = (b"GET ", b"PUT ", b"POST", b"HEAD")  # the paper's list; others pass Ex2
 
 
 def _printable(b: int) -> bool:

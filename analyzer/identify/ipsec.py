@@ -41,16 +41,16 @@ prefix) is not handled.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
-IKE_PORTS = frozenset({500, 4500})
-NON_ESP_MARKER = b"\x00\x00\x00\x00"
-IKEV2_EXCHANGES = {34: "IKE_SA_INIT", 35: "IKE_AUTH", 36: "CREATE_CHILD_SA",
+IKE_PORTS: Final = frozenset({500, 4500})
+NON_ESP_MARKER: Final = b"\x00\x00\x00\x00"
+IKEV2_EXCHANGES: Final = {34: "IKE_SA_INIT", 35: "IKE_AUTH", 36: "CREATE_CHILD_SA",
                    37: "INFORMATIONAL"}
-IKEV1_EXCHANGES = {1: "Base", 2: "Main Mode", 4: "Aggressive", 5: "Informational",
+IKEV1_EXCHANGES: Final = {1: "Base", 2: "Main Mode", 4: "Aggressive", 5: "Informational",
                    32: "Quick Mode"}
 
 

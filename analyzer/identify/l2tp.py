@@ -29,16 +29,16 @@ exact length and a fixed 6-byte AVP prefix.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
-L2TP_PORT = 1701
-SCCRQ = 1
-SCCRP = 2
-STOPCCN = 4
-MESSAGE_NAMES = {1: "SCCRQ", 2: "SCCRP", 3: "SCCCN", 4: "StopCCN", 6: "HELLO", 7: "OCRQ",
+L2TP_PORT: Final = 1701
+SCCRQ: Final = 1
+SCCRP: Final = 2
+STOPCCN: Final = 4
+MESSAGE_NAMES: Final = {1: "SCCRQ", 2: "SCCRP", 3: "SCCCN", 4: "StopCCN", 6: "HELLO", 7: "OCRQ",
                  8: "OCRP", 9: "OCCN", 10: "ICRQ", 11: "ICRP", 12: "ICCN", 14: "CDN",
                  15: "WEN", 16: "SLI"}
 

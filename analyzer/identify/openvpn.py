@@ -62,37 +62,37 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
-P_CONTROL_HARD_RESET_CLIENT_V1 = 1
-P_CONTROL_HARD_RESET_SERVER_V1 = 2
-P_CONTROL_SOFT_RESET_V1 = 3
-P_CONTROL_V1 = 4
-P_ACK_V1 = 5
-P_DATA_V1 = 6
-P_CONTROL_HARD_RESET_CLIENT_V2 = 7
-P_CONTROL_HARD_RESET_SERVER_V2 = 8
-P_DATA_V2 = 9
-P_CONTROL_HARD_RESET_CLIENT_V3 = 10
-P_CONTROL_WKC_V1 = 11
+P_CONTROL_HARD_RESET_CLIENT_V1: Final = 1
+P_CONTROL_HARD_RESET_SERVER_V1: Final = 2
+P_CONTROL_SOFT_RESET_V1: Final = 3
+P_CONTROL_V1: Final = 4
+P_ACK_V1: Final = 5
+P_DATA_V1: Final = 6
+P_CONTROL_HARD_RESET_CLIENT_V2: Final = 7
+P_CONTROL_HARD_RESET_SERVER_V2: Final = 8
+P_DATA_V2: Final = 9
+P_CONTROL_HARD_RESET_CLIENT_V3: Final = 10
+P_CONTROL_WKC_V1: Final = 11
 
-CLIENT_RESETS = frozenset({P_CONTROL_HARD_RESET_CLIENT_V1, P_CONTROL_HARD_RESET_CLIENT_V2,
+CLIENT_RESETS: Final = frozenset({P_CONTROL_HARD_RESET_CLIENT_V1, P_CONTROL_HARD_RESET_CLIENT_V2,
                            P_CONTROL_HARD_RESET_CLIENT_V3})
-SERVER_RESETS = frozenset({P_CONTROL_HARD_RESET_SERVER_V1, P_CONTROL_HARD_RESET_SERVER_V2})
-CONTROL_OPCODES = frozenset({1, 2, 3, 4, 5, 7, 8, 10, 11})
-_RESETS = SERVER_RESETS | CLIENT_RESETS
-_CLIENT_RESET_BYTES = frozenset(op << 3 for op in CLIENT_RESETS)  # opcode << 3 | key id 0
-HMAC_SIZES = (16, 20, 28, 32, 48, 64)  # MD5, SHA1, SHA224, SHA256, SHA384, SHA512
-TLS_CRYPT_TAG = 32
-MIN_TIME = 0x3FF36300  # 2004-01-01
-MAX_REPLAY_ID = 64
-MAX_TRAILER = 64  # early-negotiation TLV etc. after a client reset (V1/V2)
-MAX_V3_TRAILER = 2048  # wrapped client key (tls-crypt-v2)
+SERVER_RESETS: Final = frozenset({P_CONTROL_HARD_RESET_SERVER_V1, P_CONTROL_HARD_RESET_SERVER_V2})
+CONTROL_OPCODES: Final = frozenset({1, 2, 3, 4, 5, 7, 8, 10, 11})
+_RESETS: Final = SERVER_RESETS | CLIENT_RESETS
+_CLIENT_RESET_BYTES: Final = frozenset(op << 3 for op in CLIENT_RESETS)  # opcode << 3 | key id 0
+HMAC_SIZES: Final = (16, 20, 28, 32, 48, 64)  # MD5, SHA1, SHA224, SHA256, SHA384, SHA512
+TLS_CRYPT_TAG: Final = 32
+MIN_TIME: Final = 0x3FF36300  # 2004-01-01
+MAX_REPLAY_ID: Final = 64
+MAX_TRAILER: Final = 64  # early-negotiation TLV etc. after a client reset (V1/V2)
+MAX_V3_TRAILER: Final = 2048  # wrapped client key (tls-crypt-v2)
 
-OPCODE_NAMES = {
+OPCODE_NAMES: Final = {
     1: "HARD_RESET_CLIENT_V1", 2: "HARD_RESET_SERVER_V1", 3: "SOFT_RESET_V1",
     4: "CONTROL_V1", 5: "ACK_V1", 6: "DATA_V1", 7: "HARD_RESET_CLIENT_V2",
     8: "HARD_RESET_SERVER_V2", 9: "DATA_V2", 10: "HARD_RESET_CLIENT_V3", 11: "WKC_V1",

@@ -32,25 +32,25 @@ GRE-only hints are weak: a plain GRE tunnel with no payload in view looks the sa
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
-PPTP_PORT = 1723
-MAGIC_COOKIE = 0x1A2B3C4D
-SCCRQ = 1
-SCCRP = 2
-CONTROL_LENGTHS = {1: 156, 2: 156, 3: 16, 4: 16, 5: 16, 6: 20, 7: 168, 8: 32, 9: 220, 10: 24,
+PPTP_PORT: Final = 1723
+MAGIC_COOKIE: Final = 0x1A2B3C4D
+SCCRQ: Final = 1
+SCCRP: Final = 2
+CONTROL_LENGTHS: Final = {1: 156, 2: 156, 3: 16, 4: 16, 5: 16, 6: 20, 7: 168, 8: 32, 9: 220, 10: 24,
                    11: 28, 12: 16, 13: 148, 14: 40, 15: 24}
-CONTROL_NAMES = {1: "Start-Control-Connection-Request", 2: "Start-Control-Connection-Reply",
+CONTROL_NAMES: Final = {1: "Start-Control-Connection-Request", 2: "Start-Control-Connection-Reply",
                  3: "Stop-Control-Connection-Request", 4: "Stop-Control-Connection-Reply",
                  5: "Echo-Request", 6: "Echo-Reply", 7: "Outgoing-Call-Request",
                  8: "Outgoing-Call-Reply", 9: "Incoming-Call-Request",
                  10: "Incoming-Call-Reply", 11: "Incoming-Call-Connected",
                  12: "Call-Clear-Request", 13: "Call-Disconnect-Notify", 14: "WAN-Error-Notify",
                  15: "Set-Link-Info"}
-GRE_PPP = 0x880B
+GRE_PPP: Final = 0x880B
 
 
 def control_messages(segment: bytes) -> Optional[list[int]]:

@@ -37,14 +37,14 @@ wire.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.model import FlowFacts, Identification, Target
 
-QUIC_V1 = 0x00000001
-QUIC_V2 = 0x6B3343CF
-MIN_CLIENT_INITIAL = 1200
-SCAN_DATAGRAMS = 4
+QUIC_V1: Final = 0x00000001
+QUIC_V2: Final = 0x6B3343CF
+MIN_CLIENT_INITIAL: Final = 1200
+SCAN_DATAGRAMS: Final = 4
 
 
 def version_name(version: int) -> Optional[str]:

@@ -24,13 +24,13 @@ Known false positives: none known (the method name is SSTP-specific).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.identify.tls import first_payload
 from analyzer.model import FlowFacts, Identification, Target
 
-SSTP_METHOD = b"SSTP_DUPLEX_POST "
-SSTP_PATH = b"/sra_{ba195980-cd49-458b-9e23-c84ee0adcd75}/"
+SSTP_METHOD: Final = b"SSTP_DUPLEX_POST "
+SSTP_PATH: Final = b"/sra_{ba195980-cd49-458b-9e23-c84ee0adcd75}/"
 
 
 def identify_sstp(facts: FlowFacts) -> Optional[Identification]:

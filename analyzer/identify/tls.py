@@ -35,24 +35,24 @@ TLS by the first-payload rule.
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.model import FlowFacts, Identification, Target
 
-TLS_CHANGE_CIPHER_SPEC = 20
-TLS_ALERT = 21
-TLS_HANDSHAKE = 22
-TLS_APPLICATION_DATA = 23
-_CONTENT_TYPES = frozenset({TLS_CHANGE_CIPHER_SPEC, TLS_ALERT, TLS_HANDSHAKE, TLS_APPLICATION_DATA})
-_MAX_RECORD = (1 << 14) + 2048
+TLS_CHANGE_CIPHER_SPEC: Final = 20
+TLS_ALERT: Final = 21
+TLS_HANDSHAKE: Final = 22
+TLS_APPLICATION_DATA: Final = 23
+_CONTENT_TYPES: Final = frozenset({TLS_CHANGE_CIPHER_SPEC, TLS_ALERT, TLS_HANDSHAKE, TLS_APPLICATION_DATA})
+_MAX_RECORD: Final = (1 << 14) + 2048
 
-HS_CLIENT_HELLO = 1
-HS_SERVER_HELLO = 2
+HS_CLIENT_HELLO: Final = 1
+HS_SERVER_HELLO: Final = 2
 
 HTTP_METHODS: tuple[bytes, ...] = (
     b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT", b"PATCH", b"TRACE",
 )
-_REQUEST_LINE = re.compile(rb"^[A-Z]{3,7} [\x21-\x7e]+ HTTP/\d(?:\.\d)?$")
+_REQUEST_LINE: Final = re.compile(rb"^[A-Z]{3,7} [\x21-\x7e]+ HTTP/\d(?:\.\d)?$")
 
 
 def tls_record_header(data: bytes) -> Optional[tuple[int, int, int]]:

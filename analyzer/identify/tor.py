@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.identify import tls as _tls
 from analyzer.model import FlowFacts, Identification, Target
 
-_TOR_SNI = re.compile(r"^www\.([a-z2-7]{4,25})\.(com|net)$")
-_VOWELS = frozenset("aeiou")
-TOR_PORTS = frozenset({9001, 9030})
-BROWSER_ALPN = frozenset({"h2", "http/1.1", "http/1.0", "h3"})
+_TOR_SNI: Final = re.compile(r"^www\.([a-z2-7]{4,25})\.(com|net)$")
+_VOWELS: Final = frozenset("aeiou")
+TOR_PORTS: Final = frozenset({9001, 9030})
+BROWSER_ALPN: Final = frozenset({"h2", "http/1.1", "http/1.0", "h3"})
 
 
 def _consonant_run(label: str) -> int:

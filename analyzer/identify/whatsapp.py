@@ -45,7 +45,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Optional, Union
+from typing import Final, Optional, Union
 
 from analyzer.identify import quic as _quic
 from analyzer.identify import tls as _tls
@@ -53,9 +53,9 @@ from analyzer.model import FlowFacts, Identification, Target
 
 _Net = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
-CHAT_PORTS = frozenset({443, 5222, 80})
-ED_PREFIX = b"ED\x00\x01"
-MAX_ROUTING_LEN = 1024
+CHAT_PORTS: Final = frozenset({443, 5222, 80})
+ED_PREFIX: Final = b"ED\x00\x01"
+MAX_ROUTING_LEN: Final = 1024
 
 
 def _data_lines(name: str) -> list[str]:

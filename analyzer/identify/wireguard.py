@@ -38,17 +38,17 @@ recognised (they may become ``fep``-like unknown UDP, which we do not classify).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.model import FlowFacts, Identification, Target
 
-INITIATION = 1
-RESPONSE = 2
-COOKIE_REPLY = 3
-TRANSPORT = 4
-SIZES = {INITIATION: 148, RESPONSE: 92, COOKIE_REPLY: 64}
-_TRANSPORT_HEADER = bytes([TRANSPORT, 0, 0, 0])  # type + reserved, as message_type wants them
-_NAMES = {INITIATION: "initiation", RESPONSE: "response", COOKIE_REPLY: "cookie reply",
+INITIATION: Final = 1
+RESPONSE: Final = 2
+COOKIE_REPLY: Final = 3
+TRANSPORT: Final = 4
+SIZES: Final = {INITIATION: 148, RESPONSE: 92, COOKIE_REPLY: 64}
+_TRANSPORT_HEADER: Final = bytes([TRANSPORT, 0, 0, 0])  # type + reserved, as message_type wants them
+_NAMES: Final = {INITIATION: "initiation", RESPONSE: "response", COOKIE_REPLY: "cookie reply",
           TRANSPORT: "transport data"}
 
 

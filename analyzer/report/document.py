@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Any, Optional, TextIO
+from typing import Any, Final, Optional, TextIO
 
 from analyzer import __version__
 from analyzer.model import LadderPacket, Verdict
 from analyzer.pipeline import FlowRecord, Result
 
-SCHEMA = "analyzer.report/1"
+SCHEMA: Final = "analyzer.report/1"
 
 
 def _ts(v: Optional[float]) -> Optional[float]:
@@ -114,9 +114,9 @@ def _indented(value: Any, level: int) -> str:
     return _scalar(value)
 
 
-_SCALAR_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_SCALAR_ENCODER: Final = json.JSONEncoder(ensure_ascii=False)
 _encode_str = json.encoder.encode_basestring  # the C one when available
-_INF = float("inf")
+_INF: Final = float("inf")
 
 
 def _scalar(v: Any) -> str:
@@ -143,8 +143,8 @@ def _flat_template(keys: tuple[str, ...], level: int) -> str:
 # Where "%.6f" with its trailing zeros cut is exactly repr(round(v, 6)): no exponent notation
 # (|v| >= 1e-4), and a float spacing under 1e-6, so that no shorter decimal maps to the same
 # float (|v| < 2**33). Capture timestamps (~1.7e9) are inside.
-_TS_FAST_MIN = 1e-4
-_TS_FAST_MAX = float(2 ** 33)
+_TS_FAST_MIN: Final = 1e-4
+_TS_FAST_MAX: Final = float(2 ** 33)
 
 
 def _ts_text(v: float) -> str:
@@ -174,7 +174,7 @@ class _Text:
 
 
 # the keys (and so the template) of ladder_dict, from a blank packet, at its depth in a verdict
-_LADDER_TEMPLATE = _flat_template(tuple(ladder_dict(LadderPacket(0, 0.0, "", ""))), 4)
+_LADDER_TEMPLATE: Final = _flat_template(tuple(ladder_dict(LadderPacket(0, 0.0, "", ""))), 4)
 
 
 def _ladder_text(p: LadderPacket) -> str:
@@ -197,7 +197,7 @@ def _verdict_text(v: Verdict) -> str:
 
 
 # the keys (and so the template) of flow_dict, from a blank record
-_FLOW_TEMPLATE = _flat_template(
+_FLOW_TEMPLATE: Final = _flat_template(
     tuple(flow_dict(FlowRecord("", 0, "", "", "", "", None, None, 0, 0, 0.0, 0.0, ""))), 2)
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.config import Thresholds
 from analyzer.decode.dns import (
@@ -63,26 +63,26 @@ from analyzer.decode.packet import (
 )
 from analyzer.status import DecodeError
 
-DNS_PORT = 53
-TCP_LENGTH_PREFIX = 2  # RFC 1035 §4.2.2: two-octet message length before each message
-MAX_DNS_MESSAGE = 0xFFFF
-SEQ_MOD = 1 << 32
-SEQ_HALF = 1 << 31
+DNS_PORT: Final = 53
+TCP_LENGTH_PREFIX: Final = 2  # RFC 1035 §4.2.2: two-octet message length before each message
+MAX_DNS_MESSAGE: Final = 0xFFFF
+SEQ_MOD: Final = 1 << 32
+SEQ_HALF: Final = 1 << 31
 
 # Bounds (memory, not detection thresholds).
-MAX_QUERIES_PER_TXN = 16  # query transmissions kept per transaction; more are only counted
-MAX_RESPONSES_PER_TXN = 16
-MAX_ANSWERS_PER_RESPONSE = 64
-MAX_TCP_STREAMS = 10_000  # per-direction TCP reassembly buffers (LRU)
-MAX_TCP_BUFFER = 2 * (TCP_LENGTH_PREFIX + MAX_DNS_MESSAGE)  # one message + one segment
-MAX_RESOLVERS = 10_000  # resolvers with a baseline (LRU)
-BASELINE_IPID_SAMPLES = 32  # most recent IP-IDs kept per resolver
-MAX_NAMES = 50_000  # addresses in the names_for map (LRU)
-MAX_NAMES_PER_ADDR = 8
-FINGERPRINT_BYTES = 8
+MAX_QUERIES_PER_TXN: Final = 16  # query transmissions kept per transaction; more are only counted
+MAX_RESPONSES_PER_TXN: Final = 16
+MAX_ANSWERS_PER_RESPONSE: Final = 64
+MAX_TCP_STREAMS: Final = 10_000  # per-direction TCP reassembly buffers (LRU)
+MAX_TCP_BUFFER: Final = 2 * (TCP_LENGTH_PREFIX + MAX_DNS_MESSAGE)  # one message + one segment
+MAX_RESOLVERS: Final = 10_000  # resolvers with a baseline (LRU)
+BASELINE_IPID_SAMPLES: Final = 32  # most recent IP-IDs kept per resolver
+MAX_NAMES: Final = 50_000  # addresses in the names_for map (LRU)
+MAX_NAMES_PER_ADDR: Final = 8
+FINGERPRINT_BYTES: Final = 8
 
 # Header flag bits that describe the responder rather than the answer.
-BASELINE_FLAG_BITS = FLAG_AA | FLAG_RA
+BASELINE_FLAG_BITS: Final = FLAG_AA | FLAG_RA
 
 TxnKey = tuple[bytes, int, bytes, int, str, int, str, int]
 FlowKey = tuple[bytes, int, bytes, int, str]

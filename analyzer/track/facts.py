@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.decode.dns import parse_dns
 from analyzer.decode.http import parse_http_request
@@ -28,11 +28,11 @@ from analyzer.model import FlowFacts, Identification, Target, format_ip
 from analyzer.status import DecodeError
 from analyzer.track.flows import C2S, S2C, Flow
 
-DNS_PORT = 53
-DNS_TCP_PREFIX = 2  # RFC 1035 4.2.2 length field
+DNS_PORT: Final = 53
+DNS_TCP_PREFIX: Final = 2  # RFC 1035 4.2.2 length field
 # Payload bytes of each direction handed to identification.
-IDENTIFY_PREFIX = 2048
-IDENTIFY_PACKETS = 6
+IDENTIFY_PREFIX: Final = 2048
+IDENTIFY_PACKETS: Final = 6
 
 
 @dataclass(init=False, frozen=True, slots=True)
@@ -89,7 +89,7 @@ class FlowInfo:
 
 # Addresses repeat across flows (the resolver, popular servers); the text form is pure.
 _format_ip = lru_cache(maxsize=4096)(format_ip)
-_DATA = itemgetter(2)  # the bytes of a (seq, frame, data, ts) payload record
+_DATA: Final = itemgetter(2)  # the bytes of a (seq, frame, data, ts) payload record
 
 
 def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:

@@ -30,13 +30,13 @@ from analyzer.decode.packet import (
 )
 from analyzer.model import format_endpoint
 
-C2S = 0
-S2C = 1
+C2S: Final = 0
+S2C: Final = 1
 # Packets recorded as key packets after a flow's first RST (to see data/ACKs racing it).
-AFTER_RST_EVENTS = 24
+AFTER_RST_EVENTS: Final = 24
 # RSTs kept per direction as events (all are counted, with their TTLs): a capture can hold
 # a flood of them on one flow, and memory stays bounded per flow.
-MAX_RSTS_KEPT = 64
+MAX_RSTS_KEPT: Final = 64
 
 # Key packet tuple layout (plain tuples in the hot path, see STYLE rule 6):
 E_FRAME: Final = 0
@@ -55,11 +55,11 @@ E_KIND: Final = 12
 # E_KIND: why the packet was kept
 K_HANDSHAKE, K_PAYLOAD, K_CLOSE, K_AFTER_RST, K_CONTEXT = range(5)
 
-BUSY_GAP_US = 1_000_000
+BUSY_GAP_US: Final = 1_000_000
 
 # Server ports above 1023 that identify the server side of a flow seen without its handshake.
-SERVICE_PORTS = frozenset((1194, 1701, 1723, 4500, 5222, 8388, 8443, 9001, 9030, 51820, 8080, 3128))
-EPHEMERAL_MIN = 1024
+SERVICE_PORTS: Final = frozenset((1194, 1701, 1723, 4500, 5222, 8388, 8443, 9001, 9030, 51820, 8080, 3128))
+EPHEMERAL_MIN: Final = 1024
 
 
 def _is_service(port: int) -> bool:

@@ -15,15 +15,15 @@ handed on, stamped with the frame that completed it. Hostile input is expected:
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional
+from typing import Final, Optional
 
 from analyzer.decode.packet import IPPROTO_TCP, IPPROTO_UDP, Packet, decode_reassembled
 from analyzer.status import DecodeError
 
-MAX_DATAGRAM = 65_535
-FRAG_TIMEOUT = 30.0  # Linux ipfrag_time
-MAX_PENDING = 4096
-MAX_PIECES = 128
+MAX_DATAGRAM: Final = 65_535
+FRAG_TIMEOUT: Final = 30.0  # Linux ipfrag_time
+MAX_PENDING: Final = 4096
+MAX_PIECES: Final = 128
 
 FlowKey = tuple[bytes, int, bytes, int, int]
 
