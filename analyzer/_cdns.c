@@ -53,10 +53,18 @@ static inline uint32_t be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-/* an instance of a frozen dataclass, fields set as object.__setattr__ does; steals values */
+/* an instance of a frozen dataclass; steals values, given in the order of its fields. A class
+ * compiled by mypyc (its own tp_new) is called with them: its native __init__ is the only way
+ * to set up its layout. A plain one gets its fields set as object.__setattr__ does (no
+ * interpreted __init__ to run). */
 static PyObject *make(PyObject *type, int n, const int *names, PyObject **values) {
     PyObject *o = NULL;
     for (int i = 0; i < n; i++) if (!values[i]) goto fail;
+    if (((PyTypeObject *)type)->tp_new != PyBaseObject_Type.tp_new) {
+        o = PyObject_Vectorcall(type, values, (size_t)n, NULL);
+        for (int i = 0; i < n; i++) Py_DECREF(values[i]);
+        return o;
+    }
     o = PyBaseObject_Type.tp_new((PyTypeObject *)type, empty_tuple, NULL);
     if (!o) goto fail;
     for (int i = 0; i < n; i++) {
@@ -439,8 +447,8 @@ done:
 static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *m, *q, *r, *s, *e, *err;
     if (!PyArg_ParseTuple(args, "OOOOOO", &m, &q, &r, &s, &e, &err)) return NULL;
-    /* make() hands these to object.__new__ and decode_error() raises err: anything else
-     * would crash there */
+    /* make() instantiates these (object.__new__ or a call) and decode_error() raises err:
+     * anything else would crash there */
     if (!PyType_Check(m) || !PyType_Check(q) || !PyType_Check(r) || !PyType_Check(s)
         || !PyType_Check(e) || !PyExceptionClass_Check(err)) {
         PyErr_SetString(PyExc_TypeError, "configure() takes five classes and an exception class");
