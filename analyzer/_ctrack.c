@@ -608,14 +608,6 @@ static PyObject *event_list(const Event *evs, Py_ssize_t n) {
     return l;
 }
 
-/* set attribute `name` to a new reference `v` (consumed); -1 on error */
-static int set_new(PyObject *o, PyObject *name, PyObject *v) {
-    if (!v) return -1;
-    int rc = PyObject_SetAttr(o, name, v);
-    Py_DECREF(v);
-    return rc;
-}
-
 /* an instance without calling __init__: the type's own tp_new (object's for a plain class;
  * for a class compiled by mypyc, the one that sets up its native layout) */
 static PyObject *new_instance(PyObject *type) {
@@ -639,86 +631,98 @@ static PyObject *hist_dict(const TtlCount *h, Py_ssize_t n) {
     return out;
 }
 
-static PyObject *dir_object(Table *t, Dir *d) {
-    PyObject *o = new_instance(t->dir_type);
-    if (!o) return NULL;
-    if (set_new(o, S_ttls, hist_dict(d->ttls, d->nttl)) < 0) goto fail;
-    if (set_new(o, S_rst_ttls, hist_dict(d->rst_ttls, d->nrttl)) < 0) goto fail;
-    if (set_new(o, S_rst_count, PyLong_FromLongLong(d->rst_count)) < 0) goto fail;
-    if (set_new(o, S_packets, PyLong_FromLongLong(d->packets)) < 0
-        || set_new(o, S_bytes, PyLong_FromLongLong(d->bytes)) < 0
-        || set_new(o, S_payload_bytes, PyLong_FromLongLong(d->payload_bytes)) < 0
-        || set_new(o, S_df_set, PyLong_FromLongLong(d->df_set)) < 0
-        || set_new(o, S_df_clear, PyLong_FromLongLong(d->df_clear)) < 0
-        || set_new(o, S_kept_bytes, PyLong_FromLongLong(d->kept_bytes)) < 0
-        || set_new(o, S_payload_packets, PyLong_FromLongLong(d->payload_packets)) < 0
-        || set_new(o, S_syn_count, PyLong_FromLongLong(d->syn_count)) < 0
-        || set_new(o, S_synack_count, PyLong_FromLongLong(d->synack_count)) < 0
-        || set_new(o, S_fin_frame, PyLong_FromLongLong(d->fin_frame)) < 0
-        || set_new(o, S_unanswered, PyLong_FromLongLong(d->unanswered)) < 0
-        || set_new(o, S_busy_us, PyLong_FromLongLong(d->busy_us)) < 0
-        || set_new(o, S_first_ts, PyFloat_FromDouble(d->first_ts)) < 0
-        || set_new(o, S_last_ts, PyFloat_FromDouble(d->last_ts)) < 0
-        || set_new(o, S_unanswered_since, PyFloat_FromDouble(d->unanswered_since)) < 0)
-        goto fail;
-    if (d->has_isn) {
-        if (set_new(o, S_isn, PyLong_FromLongLong(d->isn)) < 0) goto fail;
-    } else if (PyObject_SetAttr(o, S_isn, Py_None) < 0) goto fail;
-    if (set_new(o, S_payloads, d->payloads ? (Py_INCREF(d->payloads), d->payloads) : PyList_New(0)) < 0)
-        goto fail;
-    if (set_new(o, S_rsts, event_list(d->rsts, d->nrsts)) < 0) goto fail;
-    if (d->has_last) {
-        if (set_new(o, S_last, event_tuple(&d->last)) < 0) goto fail;
-    } else if (PyObject_SetAttr(o, S_last, Py_None) < 0) goto fail;
+/* An instance of `type` from n values (new references, stolen; NULL if making one failed),
+ * given in the order of its __init__'s parameters, which are named names[i]. A class compiled
+ * by mypyc (its own tp_new) is called with them: one call instead of n attribute stores. A
+ * plain class gets them set one by one on an instance made without __init__. */
+static PyObject *build(PyObject *type, PyObject *const *names, PyObject **v, int n) {
+    PyObject *o = NULL;
+    for (int i = 0; i < n; i++) if (!v[i]) goto done;
+    if (((PyTypeObject *)type)->tp_new != PyBaseObject_Type.tp_new) {
+        o = PyObject_Vectorcall(type, v, (size_t)n, NULL);
+    } else if ((o = new_instance(type)) != NULL) {
+        for (int i = 0; i < n; i++) {
+            if (PyObject_SetAttr(o, names[i], v[i]) < 0) { Py_CLEAR(o); break; }
+        }
+    }
+done:
+    for (int i = 0; i < n; i++) Py_XDECREF(v[i]);
     return o;
-fail:
-    Py_DECREF(o);
-    return NULL;
 }
 
+#define DIR_FIELDS 22
+#define FLOW_FIELDS 23
+
+/* Direction(...) in the parameter order of Direction.__init__ (analyzer/track/flows.py) */
+static PyObject *dir_object(Table *t, Dir *d) {
+    PyObject *const names[DIR_FIELDS] = {
+        S_packets, S_bytes, S_payload_bytes, S_ttls, S_df_set, S_df_clear, S_isn, S_payloads,
+        S_kept_bytes, S_payload_packets, S_syn_count, S_fin_frame, S_rsts, S_rst_count,
+        S_rst_ttls, S_first_ts, S_last_ts, S_last, S_synack_count, S_unanswered,
+        S_unanswered_since, S_busy_us};
+    PyObject *v[DIR_FIELDS] = {
+        PyLong_FromLongLong(d->packets),
+        PyLong_FromLongLong(d->bytes),
+        PyLong_FromLongLong(d->payload_bytes),
+        hist_dict(d->ttls, d->nttl),
+        PyLong_FromLongLong(d->df_set),
+        PyLong_FromLongLong(d->df_clear),
+        d->has_isn ? PyLong_FromLongLong(d->isn) : Py_NewRef(Py_None),
+        d->payloads ? Py_NewRef(d->payloads) : PyList_New(0),
+        PyLong_FromLongLong(d->kept_bytes),
+        PyLong_FromLongLong(d->payload_packets),
+        PyLong_FromLongLong(d->syn_count),
+        PyLong_FromLongLong(d->fin_frame),
+        event_list(d->rsts, d->nrsts),
+        PyLong_FromLongLong(d->rst_count),
+        hist_dict(d->rst_ttls, d->nrttl),
+        PyFloat_FromDouble(d->first_ts),
+        PyFloat_FromDouble(d->last_ts),
+        d->has_last ? event_tuple(&d->last) : Py_NewRef(Py_None),
+        PyLong_FromLongLong(d->synack_count),
+        PyLong_FromLongLong(d->unanswered),
+        PyFloat_FromDouble(d->unanswered_since),
+        PyLong_FromLongLong(d->busy_us)};
+    return build(t->dir_type, names, v, DIR_FIELDS);
+}
+
+/* Flow(...) in the parameter order of Flow.__init__ (analyzer/track/flows.py) */
 static PyObject *flow_object(Table *t, CFlow *f) {
-    PyObject *o = new_instance(t->flow_type);
-    if (!o) return NULL;
-    PyObject *d0 = NULL, *d1 = NULL;
-    PyObject *key = Py_BuildValue("(y#iy#ii)", (const char *)f->lo, (Py_ssize_t)f->alen,
-                                  (int)f->lo_port, (const char *)f->hi, (Py_ssize_t)f->alen,
-                                  (int)f->hi_port, (int)f->proto);
-    if (set_new(o, S_key, key) < 0) goto fail;
-    if (set_new(o, S_proto, PyLong_FromLong(f->proto)) < 0
-        || set_new(o, S_client, PyBytes_FromStringAndSize((const char *)f->client, f->alen)) < 0
-        || set_new(o, S_cport, PyLong_FromLong(f->cport)) < 0
-        || set_new(o, S_server, PyBytes_FromStringAndSize((const char *)f->server, f->alen)) < 0
-        || set_new(o, S_sport, PyLong_FromLong(f->sport)) < 0
-        || set_new(o, S_input, PyLong_FromLongLong(f->input)) < 0
-        || set_new(o, S_first_frame, PyLong_FromLongLong(f->first_frame)) < 0
-        || set_new(o, S_first_ts, PyFloat_FromDouble(f->first_ts)) < 0
-        || set_new(o, S_last_ts, PyFloat_FromDouble(f->last_ts)) < 0
-        || set_new(o, S_packets, PyLong_FromLongLong(f->packets)) < 0
-        || set_new(o, S_bytes, PyLong_FromLongLong(f->bytes)) < 0
-        || set_new(o, S_events, event_list(f->events, f->nev)) < 0
-        || set_new(o, S_closed, PyBool_FromLong(f->closed)) < 0
-        || set_new(o, S_hot, PyBool_FromLong(f->hot)) < 0
-        || set_new(o, S_after_rst, PyLong_FromLongLong(f->after_rst)) < 0
-        || set_new(o, S_syn_seen, PyBool_FromLong(f->syn_seen)) < 0
-        || set_new(o, S_synack_seen, PyBool_FromLong(f->synack_seen)) < 0
-        || set_new(o, S_ended, PyFloat_FromDouble(f->ended)) < 0
-        || set_new(o, S_icmp, f->icmp ? (Py_INCREF(f->icmp), f->icmp) : PyList_New(0)) < 0
-        || set_new(o, S_evicted, PyBool_FromLong(f->evicted)) < 0
-        || set_new(o, S_seq, PyLong_FromLongLong(f->seq)) < 0)
-        goto fail;
-    d0 = dir_object(t, &f->dirs[0]);
-    if (!d0) goto fail;
-    d1 = dir_object(t, &f->dirs[1]);
-    if (!d1) goto fail;
-    if (set_new(o, S_dirs, PyTuple_Pack(2, d0, d1)) < 0) goto fail;
-    Py_DECREF(d0);
-    Py_DECREF(d1);
-    return o;
-fail:
+    PyObject *const names[FLOW_FIELDS] = {
+        S_key, S_proto, S_client, S_cport, S_server, S_sport, S_input, S_first_frame,
+        S_first_ts, S_last_ts, S_packets, S_bytes, S_dirs, S_events, S_closed, S_hot,
+        S_after_rst, S_syn_seen, S_synack_seen, S_ended, S_icmp, S_evicted, S_seq};
+    PyObject *d0 = dir_object(t, &f->dirs[0]);
+    PyObject *d1 = d0 ? dir_object(t, &f->dirs[1]) : NULL;
+    PyObject *dirs = (d0 && d1) ? PyTuple_Pack(2, d0, d1) : NULL;
     Py_XDECREF(d0);
     Py_XDECREF(d1);
-    Py_DECREF(o);
-    return NULL;
+    PyObject *v[FLOW_FIELDS] = {
+        Py_BuildValue("(y#iy#ii)", (const char *)f->lo, (Py_ssize_t)f->alen, (int)f->lo_port,
+                      (const char *)f->hi, (Py_ssize_t)f->alen, (int)f->hi_port, (int)f->proto),
+        PyLong_FromLong(f->proto),
+        PyBytes_FromStringAndSize((const char *)f->client, f->alen),
+        PyLong_FromLong(f->cport),
+        PyBytes_FromStringAndSize((const char *)f->server, f->alen),
+        PyLong_FromLong(f->sport),
+        PyLong_FromLongLong(f->input),
+        PyLong_FromLongLong(f->first_frame),
+        PyFloat_FromDouble(f->first_ts),
+        PyFloat_FromDouble(f->last_ts),
+        PyLong_FromLongLong(f->packets),
+        PyLong_FromLongLong(f->bytes),
+        dirs,
+        event_list(f->events, f->nev),
+        PyBool_FromLong(f->closed),
+        PyBool_FromLong(f->hot),
+        PyLong_FromLongLong(f->after_rst),
+        PyBool_FromLong(f->syn_seen),
+        PyBool_FromLong(f->synack_seen),
+        PyFloat_FromDouble(f->ended),
+        f->icmp ? Py_NewRef(f->icmp) : PyList_New(0),
+        PyBool_FromLong(f->evicted),
+        PyLong_FromLongLong(f->seq)};
+    return build(t->flow_type, names, v, FLOW_FIELDS);
 }
 
 /* append the Python object of f to `out` and let go of f */

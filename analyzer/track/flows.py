@@ -79,32 +79,44 @@ class Direction:
         "busy_us",
     )
 
-    def __init__(self) -> None:
-        self.packets = 0
-        self.bytes = 0
-        self.payload_bytes = 0
-        self.ttls: dict[int, int] = {}
-        self.df_set = 0
-        self.df_clear = 0
-        self.isn: Optional[int] = None
-        self.payloads: list[tuple[int, int, bytes, float]] = []  # (seq, frame, data, ts)
-        self.kept_bytes = 0
-        self.payload_packets = 0
-        self.syn_count = 0
-        self.synack_count = 0
-        self.fin_frame = 0
-        self.rsts: list[Event] = []  # the first MAX_RSTS_KEPT RSTs of this side
-        self.rst_count = 0  # all of them
-        self.rst_ttls: dict[int, int] = {}  # TTL histogram of all of them
-        self.first_ts = 0.0
-        self.last_ts = 0.0
-        self.last: Optional[Event] = None  # the most recent packet of this side
+    def __init__(
+            self, packets: int = 0, bytes_: int = 0, payload_bytes: int = 0,
+            ttls: Optional[dict[int, int]] = None, df_set: int = 0, df_clear: int = 0,
+            isn: Optional[int] = None, payloads: Optional[list[tuple[int, int, bytes, float]]] = None,
+            kept_bytes: int = 0, payload_packets: int = 0, syn_count: int = 0, fin_frame: int = 0,
+            rsts: Optional[list[Event]] = None, rst_count: int = 0,
+            rst_ttls: Optional[dict[int, int]] = None, first_ts: float = 0.0, last_ts: float = 0.0,
+            last: Optional[Event] = None, synack_count: int = 0, unanswered: int = 0,
+            unanswered_since: float = 0.0, busy_us: int = 0,
+    ) -> None:
+        # Every field is a parameter (in __slots__ order) so that the C flow table builds a
+        # finished Direction with one call: cheaper than setting 22 attributes one by one.
+        self.packets = packets
+        self.bytes = bytes_
+        self.payload_bytes = payload_bytes
+        self.ttls: dict[int, int] = ttls if ttls is not None else {}
+        self.df_set = df_set
+        self.df_clear = df_clear
+        self.isn: Optional[int] = isn
+        # (seq, frame, data, ts)
+        self.payloads: list[tuple[int, int, bytes, float]] = payloads if payloads is not None else []
+        self.kept_bytes = kept_bytes
+        self.payload_packets = payload_packets
+        self.syn_count = syn_count
+        self.fin_frame = fin_frame
+        self.rsts: list[Event] = rsts if rsts is not None else []  # the first MAX_RSTS_KEPT RSTs of this side
+        self.rst_count = rst_count  # all of them
+        self.rst_ttls: dict[int, int] = rst_ttls if rst_ttls is not None else {}  # TTL histogram of all of them
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.last: Optional[Event] = last  # the most recent packet of this side
+        self.synack_count = synack_count
         # packets of this side since the other side last sent anything, and when they began
-        self.unanswered = 0
-        self.unanswered_since = 0.0
+        self.unanswered = unanswered
+        self.unanswered_since = unanswered_since
         # time this side was sending: gaps between its packets, each capped at BUSY_GAP_US
         # (idle periods do not count), in integer microseconds so both paths sum exactly
-        self.busy_us = 0
+        self.busy_us = busy_us
 
     def genuine_ttls(self) -> dict[int, int]:
         """TTL histogram of this side's packets other than RSTs (which may be forged)."""
@@ -137,30 +149,42 @@ class Flow:
         "evicted", "seq",
     )
 
-    def __init__(self) -> None:
-        self.key: tuple[bytes, int, bytes, int, int] = (b"", 0, b"", 0, 0)
-        self.proto = 0
-        self.client = b""
-        self.cport = 0
-        self.server = b""
-        self.sport = 0
-        self.input = 0
-        self.first_frame = 0
-        self.first_ts = 0.0
-        self.last_ts = 0.0
-        self.packets = 0
-        self.bytes = 0
-        self.dirs = (Direction(), Direction())
-        self.events: list[Event] = []
-        self.closed = False  # RST seen or both FINs
-        self.hot = False  # a RST was seen: keep packets after it
-        self.after_rst = 0
-        self.syn_seen = False
-        self.synack_seen = False
-        self.ended = 0.0
-        self.icmp: list[tuple[int, float, int, int, int, bytes]] = []  # frame, ts, input, type, code, from
-        self.evicted = False
-        self.seq = 0  # creation order, for deterministic ids
+    def __init__(
+            self, key: tuple[bytes, int, bytes, int, int] = (b"", 0, b"", 0, 0), proto: int = 0,
+            client: bytes = b"", cport: int = 0, server: bytes = b"", sport: int = 0, input: int = 0,
+            first_frame: int = 0, first_ts: float = 0.0, last_ts: float = 0.0, packets: int = 0,
+            bytes_: int = 0, dirs: Optional[tuple[Direction, Direction]] = None,
+            events: Optional[list[Event]] = None, closed: bool = False, hot: bool = False,
+            after_rst: int = 0, syn_seen: bool = False, synack_seen: bool = False,
+            ended: float = 0.0, icmp: Optional[list[tuple[int, float, int, int, int, bytes]]] = None,
+            evicted: bool = False, seq: int = 0,
+    ) -> None:
+        # Every field is a parameter (in __slots__ order), as for Direction: the C flow table
+        # builds a finished flow with one call.
+        self.key = key
+        self.proto = proto
+        self.client = client
+        self.cport = cport
+        self.server = server
+        self.sport = sport
+        self.input = input
+        self.first_frame = first_frame
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.packets = packets
+        self.bytes = bytes_
+        self.dirs: tuple[Direction, Direction] = dirs if dirs is not None else (Direction(), Direction())
+        self.events: list[Event] = events if events is not None else []
+        self.closed = closed  # RST seen or both FINs
+        self.hot = hot  # a RST was seen: keep packets after it
+        self.after_rst = after_rst
+        self.syn_seen = syn_seen
+        self.synack_seen = synack_seen
+        self.ended = ended
+        # frame, ts, input, type, code, from
+        self.icmp: list[tuple[int, float, int, int, int, bytes]] = icmp if icmp is not None else []
+        self.evicted = evicted
+        self.seq = seq  # creation order, for deterministic ids
 
     # -- naming -------------------------------------------------------------------------
     @property
