@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from operator import itemgetter
 from typing import Final, Optional
 
 from analyzer.decode.dns import parse_dns
@@ -89,7 +88,6 @@ class FlowInfo:
 
 # Addresses repeat across flows (the resolver, popular servers); the text form is pure.
 _format_ip = lru_cache(maxsize=4096)(format_ip)
-_DATA: Final = itemgetter(2)  # the bytes of a (seq, frame, data, ts) payload record
 
 
 def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
@@ -158,13 +156,14 @@ def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
                 dns_names = (name,) + others
         except DecodeError:
             pass
-    client_sizes = tuple(map(len, map(_DATA, cpayloads)))
-    server_sizes = tuple(map(len, map(_DATA, spayloads)))
+    # (comprehensions, not map(): compiled, they index the (seq, frame, data, ts) records natively)
+    client_sizes = tuple([len(p[2]) for p in cpayloads])
+    server_sizes = tuple([len(p[2]) for p in spayloads])
     # the first IDENTIFY_PACKETS payloads of each side, cut to IDENTIFY_PREFIX bytes
-    client_first = tuple(map(_DATA, cpayloads[:IDENTIFY_PACKETS]))
+    client_first = tuple([p[2] for p in cpayloads[:IDENTIFY_PACKETS]])
     if max(client_sizes[:IDENTIFY_PACKETS], default=0) > IDENTIFY_PREFIX:
         client_first = tuple([p[:IDENTIFY_PREFIX] for p in client_first])
-    server_first = tuple(map(_DATA, spayloads[:IDENTIFY_PACKETS]))
+    server_first = tuple([p[2] for p in spayloads[:IDENTIFY_PACKETS]])
     if max(server_sizes[:IDENTIFY_PACKETS], default=0) > IDENTIFY_PREFIX:
         server_first = tuple([p[:IDENTIFY_PREFIX] for p in server_first])
     facts = FlowFacts(
