@@ -16,7 +16,7 @@ Measured commands:
   analyzer        analyzer analyze FILE -f json -o OUT      (OUT: temp file, checked to be
                                                            non-empty JSON; --devnull: /dev/null)
   analyzer-jN     the same with --jobs N                   (--jobs N, repeatable)
-  analyzer-python the same without the C extensions       (--python; ANALYZER_PURE_PYTHON=1)
+  analyzer-python the same, interpreted (no compiled code)  (--python; ANALYZER_PURE_PYTHON=1)
   tshark-fields   tshark -r FILE -T fields -e frame.number -e ip.src -e ip.dst -e tcp.flags
                   (stdout to /dev/null)
   dpkt-decode     Python: dpkt pcap Reader + Ethernet/IP/TCP decode, counts RSTs
@@ -366,7 +366,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--jobs", type=int, action="append", default=[], metavar="N",
                     help="also run the analyzer with --jobs N (repeatable)")
     ap.add_argument("--python", action="store_true",
-                    help="also run the analyzer without its C extensions (ANALYZER_PURE_PYTHON=1)")
+                    help="also run the analyzer interpreted, without any compiled code "
+                         "(ANALYZER_PURE_PYTHON=1)")
     ap.add_argument("--tools", default=",".join(ALL_TOOLS),
                     help="comma-separated subset of: " + ", ".join(ALL_TOOLS))
     ap.add_argument("--analyzer-cmd", default=None,
