@@ -44,6 +44,13 @@ class _SourceFirst:
         return None  # the C extensions (analyzer._ctrack, ...): no source, normal import
 
 
+def data_text(name: str) -> str:
+    """The text of a file shipped in ``analyzer/data``. Read beside this module, which is never
+    compiled (importlib.resources would add 6 ms to every start)."""
+    with open(os.path.join(os.path.dirname(__file__), "data", name), encoding="utf-8") as fh:
+        return fh.read()
+
+
 def compiled() -> bool:
     """Whether the analysis runs compiled by mypyc (checked on a module every run imports)."""
     from analyzer import pipeline

@@ -29,9 +29,9 @@ load balancers that answer from another box (different TTL).
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
 from typing import Final, Optional
 
+from analyzer import data_text
 from analyzer.decode.http import parse_http_response
 from analyzer.detect.context import Context
 from analyzer.detect.rst_injection import ladder as tcp_ladder
@@ -52,7 +52,7 @@ SIGNALS: Final = {
 @lru_cache(maxsize=1)
 def fingerprints() -> tuple[tuple[str, bytes], ...]:
     """(name, lowercase byte pattern) pairs from the shipped data file."""
-    text = resources.files("analyzer").joinpath("data/blockpage_fingerprints.txt").read_text("utf-8")
+    text = data_text("blockpage_fingerprints.txt")
     out = []
     for line in text.splitlines():
         line = line.strip()

@@ -88,9 +88,9 @@ import ipaddress
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Final, Iterable, Optional, Union
 
+from analyzer import data_text
 from analyzer.config import Thresholds
 from analyzer.decode.dns import (
     FLAG_AA,
@@ -291,7 +291,7 @@ def parse_pool(text: str) -> ForgedPool:
 @lru_cache(maxsize=1)
 def default_pool() -> ForgedPool:
     """The shipped pool (package data, read once)."""
-    text = resources.files("analyzer").joinpath("data/gfw_dns_forged_ips.txt").read_text("utf-8")
+    text = data_text("gfw_dns_forged_ips.txt")
     return parse_pool(text)
 
 

@@ -22,9 +22,9 @@ false positives.
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
 from typing import Callable, Final, Optional
 
+from analyzer import data_text
 from analyzer.identify import fep, ipsec, l2tp, openvpn, pptp, quic, sstp, tls, tor, whatsapp, \
     wireguard
 from analyzer.identify.whatsapp import is_whatsapp_name
@@ -38,7 +38,7 @@ __all__ = ["identify", "is_whatsapp_name", "resolve_target", "RULES", "RULE_PROT
 
 @lru_cache(maxsize=1)
 def _port_hints() -> dict[tuple[str, int], tuple[Target, float]]:
-    text = resources.files("analyzer").joinpath("data", "port_hints.txt").read_text("utf-8")
+    text = data_text("port_hints.txt")
     out: dict[tuple[str, int], tuple[Target, float]] = {}
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()

@@ -44,9 +44,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Final, Optional, Union
 
+from analyzer import data_text
 from analyzer.identify import quic as _quic
 from analyzer.identify import tls as _tls
 from analyzer.model import FlowFacts, Identification, Target
@@ -59,7 +59,7 @@ MAX_ROUTING_LEN: Final = 1024
 
 
 def _data_lines(name: str) -> list[str]:
-    text = resources.files("analyzer").joinpath("data", name).read_text(encoding="utf-8")
+    text = data_text(name)
     out = []
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
