@@ -9,7 +9,8 @@ still succeeds and the same Python source runs interpreted, with the same result
 - The analysis itself (decoders, trackers, identification, detectors, verdicts, JSON report)
   compiled by mypyc from its type-annotated Python source, which stays the only source: no
   module is rewritten for it. ``COMPILED`` lists the modules; the ones left out run
-  interpreted (the CLI, live capture, the numpy path, report formats other than JSON).
+  interpreted (the CLI, the readers and live capture, the numpy path, report formats other
+  than JSON, status.py).
 
 CI checks that everything was built (.ci/run). ``ANALYZER_PURE_PYTHON=1`` at run time makes
 an installed analyzer ignore all of it (analyzer/__init__.py), for comparison.

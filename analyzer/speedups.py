@@ -14,9 +14,9 @@ import os
 from types import ModuleType
 from typing import Any, Optional
 
-__all__ = ["PURE_PYTHON_ENV", "native", "optional"]
+from analyzer import PURE_PYTHON_ENV  # (defined with the source-first import switch)
 
-from analyzer import PURE_PYTHON_ENV  # noqa: E402  (one name for the switch)
+__all__ = ["PURE_PYTHON_ENV", "native", "optional"]
 
 
 def optional(name: str) -> Optional[ModuleType]:

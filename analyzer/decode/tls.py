@@ -291,16 +291,24 @@ def _reassemble_first_message(stream: bytes) -> Optional[tuple[bytes, int]]:
 # the two bytes before ``start`` (all of them available) and never raises.
 
 
+def _ext_vector(buf: bytes, start: int, prefix: int) -> tuple[int, int]:
+    """(first, stop) of the vector with a ``prefix``-byte (1 or 2) length that opens the
+    extension data at ``start``; (0, -1) when it does not fit in the extension."""
+    end = start + ((buf[start - 2] << 8) | buf[start - 1])
+    first = start + prefix
+    if first > end:
+        return 0, -1
+    stop = first + (buf[start] if prefix == 1 else (buf[start] << 8) | buf[start + 1])
+    if stop > end:
+        return 0, -1
+    return first, stop
+
+
 def _ext_server_name(buf: bytes, start: int) -> Optional[bytes]:
     """First host_name of a server_name extension (RFC 6066 §3)."""
-    end = start + ((buf[start - 2] << 8) | buf[start - 1])
-    if start + 2 > end:
+    pos, stop = _ext_vector(buf, start, 2)
+    if stop <= pos:  # does not fit, or empty
         return None
-    length = (buf[start] << 8) | buf[start + 1]
-    stop = start + 2 + length
-    if length < 1 or stop > end:
-        return None
-    pos = start + 2
     while pos < stop:
         # name_type(1) + HostName length(2)
         if pos + 3 > stop:
@@ -316,14 +324,8 @@ def _ext_server_name(buf: bytes, start: int) -> Optional[bytes]:
 
 def _ext_alpn(buf: bytes, start: int) -> tuple[str, ...]:
     """ProtocolNameList of an ALPN extension (RFC 7301 §3.1)."""
-    end = start + ((buf[start - 2] << 8) | buf[start - 1])
-    if start + 2 > end:
-        return ()
-    stop = start + 2 + ((buf[start] << 8) | buf[start + 1])
-    if stop > end:
-        return ()
+    pos, stop = _ext_vector(buf, start, 2)
     out: list[str] = []
-    pos = start + 2
     while pos < stop:
         name_end = pos + 1 + buf[pos]
         if name_end > stop:
@@ -334,45 +336,28 @@ def _ext_alpn(buf: bytes, start: int) -> tuple[str, ...]:
 
 
 def _ext_u8_vector_of_u16(buf: bytes, start: int) -> tuple[int, ...]:
-    end = start + ((buf[start - 2] << 8) | buf[start - 1])
-    if start + 1 > end:
+    first, stop = _ext_vector(buf, start, 1)
+    if stop < 0 or (stop - first) % CIPHER_SUITE_LENGTH:
         return ()
-    length = buf[start]
-    if start + 1 + length > end or length % CIPHER_SUITE_LENGTH:
-        return ()
-    return _u16s(buf, start + 1, length)
+    return _u16s(buf, first, stop - first)
 
 
 def _ext_u16_vector_of_u16(buf: bytes, start: int) -> tuple[int, ...]:
-    end = start + ((buf[start - 2] << 8) | buf[start - 1])
-    if start + 2 > end:
+    first, stop = _ext_vector(buf, start, 2)
+    if stop < 0 or (stop - first) % CIPHER_SUITE_LENGTH:
         return ()
-    length = (buf[start] << 8) | buf[start + 1]
-    if start + 2 + length > end or length % CIPHER_SUITE_LENGTH:
-        return ()
-    return _u16s(buf, start + 2, length)
+    return _u16s(buf, first, stop - first)
 
 
 def _ext_u8_vector_of_u8(buf: bytes, start: int) -> tuple[int, ...]:
-    end = start + ((buf[start - 2] << 8) | buf[start - 1])
-    if start + 1 > end:
-        return ()
-    length = buf[start]
-    if start + 1 + length > end:
-        return ()
-    return tuple(buf[start + 1:start + 1 + length])
+    first, stop = _ext_vector(buf, start, 1)
+    return tuple(buf[first:stop]) if stop >= 0 else ()
 
 
 def _ext_key_share_groups(buf: bytes, start: int) -> tuple[int, ...]:
     """Groups of the KeyShareEntry list of a ClientHello key_share extension."""
-    end = start + ((buf[start - 2] << 8) | buf[start - 1])
-    if start + 2 > end:
-        return ()
-    stop = start + 2 + ((buf[start] << 8) | buf[start + 1])
-    if stop > end:
-        return ()
+    pos, stop = _ext_vector(buf, start, 2)
     out: list[int] = []
-    pos = start + 2
     while pos < stop:
         # group(2) + key_exchange length(2)
         if pos + 4 > stop:

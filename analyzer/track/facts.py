@@ -3,7 +3,6 @@ answer, and the target identification. Computed once per flow when it ends."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Final, Optional
 
 from analyzer.decode.dns import parse_dns
@@ -86,10 +85,6 @@ class FlowInfo:
         return bool(sstream) and server_hello_status(sstream) == STATUS_COMPLETE
 
 
-# Addresses repeat across flows (the resolver, popular servers); the text form is pure.
-_format_ip = lru_cache(maxsize=4096)(format_ip)
-
-
 def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
     sni: Optional[str] = None
     host: Optional[str] = None
@@ -168,9 +163,9 @@ def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
         server_first = tuple([p[:IDENTIFY_PREFIX] for p in server_first])
     facts = FlowFacts(
         proto=flow.proto_name,
-        client_ip=_format_ip(flow.client),
+        client_ip=format_ip(flow.client),
         client_port=flow.cport,
-        server_ip=_format_ip(flow.server),
+        server_ip=format_ip(flow.server),
         server_port=flow.sport,
         client_payloads=client_first,
         server_payloads=server_first,
