@@ -299,13 +299,28 @@ def c_throttle(ps: list[Pkt], probs: list[str]) -> None:
                      f"({t1:.3f}s)")
 
 
+SLOW_LINK_BPS = 1_000_000   # benign-slow-link: tc tbf rate 1mbit ...
+SLOW_LINK_BURST = 16 * 1024  # ... burst 16kb
+
+
 def c_slow(ps: list[Pkt], probs: list[str]) -> None:
+    """Both downloads went through the same shaper: neither beat the link's rate once the
+    burst was spent.  Their durations are not compared closely: a lost segment costs one
+    download a retransmission timeout (CI once saw 0.63 s against 0.30 s), which is the
+    benign noise this scenario exists to keep silent.  Only a gap the size of the throttle
+    scenario's (5x) would make the lab's shaping look targeted."""
     b1, t1 = _download(ps, OTHER_IP)
     b2, t2 = _download(ps, WA_IP1)
     if b1 < 49152 or b2 < 49152:
         probs.append(f"downloads incomplete: {b1} B, {b2} B")
-    elif not (0.5 < t2 / max(t1, 1e-6) < 2.0 and t1 > 0.2):
-        probs.append(f"both downloads should be equally slow: {t1:.3f}s vs {t2:.3f}s")
+        return
+    for what, b, t in (("control", b1, t1), ("WhatsApp", b2, t2)):
+        floor = 0.8 * (b - SLOW_LINK_BURST) * 8 / SLOW_LINK_BPS
+        if t < floor:
+            probs.append(f"{what} download was not shaped: {b} B in {t:.3f}s "
+                         f"(the link allows no less than {floor:.3f}s)")
+    if max(t1, t2) > 5 * min(t1, t2):
+        probs.append(f"the downloads should be about as slow: {t1:.3f}s vs {t2:.3f}s")
 
 
 CHECKS: dict[str, Callable[[list[Pkt], list[str]], None]] = {

@@ -163,3 +163,33 @@ def test_curated_capture_matches_truth(truth_path: Path) -> None:
     pcap = CAPTURES / truth["pcap"]
     assert pcap.exists() and pcap.stat().st_size < 200 * 1024
     assert not check_pcap(truth["scenario"], pcap)
+
+
+def test_slow_link_check_tolerates_a_retransmission_but_not_an_unshaped_download() -> None:
+    """The benign-slow-link self-check: CI once saw the control take 0.63 s against 0.30 s
+    (a retransmission timeout); that is still one shaped link.  A download faster than
+    the link's rate is not."""
+    from dataclasses import replace
+
+    from .sanity import OTHER_IP, WA_IP1, c_slow, read
+
+    ps = read(CAPTURES / "benign-slow-link.pcap")
+    probs: list[str] = []
+    c_slow(ps, probs)
+    assert probs == []
+
+    def stretch(server: str, factor: float) -> list:
+        flow = [p for p in ps if p.src == server and p.proto == 6 and p.sport == 443]
+        t0 = flow[0].ts
+        return [replace(p, ts=t0 + (p.ts - t0) * factor) if p.src == server else p
+                for p in ps]
+
+    probs = []
+    c_slow(stretch(OTHER_IP, 2.1), probs)
+    assert probs == []
+    probs = []
+    c_slow(stretch(WA_IP1, 0.5), probs)
+    assert len(probs) == 1 and "WhatsApp download was not shaped" in probs[0], probs
+    probs = []
+    c_slow(stretch(OTHER_IP, 6.0), probs)
+    assert len(probs) == 1 and "about as slow" in probs[0], probs
