@@ -26,7 +26,21 @@ from analyzer.detect import residual as residual_detector
 from analyzer.detect.context import Block, Context
 from analyzer.detect.dns_injection import detect_dns
 from analyzer.detect.throttling import download_rate
-from analyzer.model import Finding, InputInfo, Outcome, Stats, Technique, Trigger, Verdict, format_ip
+from analyzer.model import (
+    FAILED,
+    INCOMPLETE,
+    INTERFERED,
+    OK,
+    TARGET_TEXT,
+    TECHNIQUE_TEXT,
+    Finding,
+    InputInfo,
+    Stats,
+    Technique,
+    Trigger,
+    Verdict,
+    format_ip,
+)
 from analyzer.sources.files import Batch, BatchLists, open_reader
 from analyzer.status import DecodeError, InputError
 from analyzer.track.dns import DnsTracker, DnsTransaction
@@ -353,14 +367,14 @@ class Analyzer:
             if not can_become_verdict(f):
                 self.stats.weak_findings += 1
                 continue
-            f = replace(f, link_key=f"{flow.flow_id}:{f.technique.value}")
+            f = replace(f, link_key=f"{flow.flow_id}:{TECHNIQUE_TEXT[f.technique]}")
             if info.ech and f.trigger in (Trigger.SNI, Trigger.QUIC_SNI):
                 # ECH (or GREASE ECH): the visible SNI is the outer, public name
                 f = replace(f, notes=f.notes + (
                     "the ClientHello carries an encrypted_client_hello extension: the SNI shown "
                     "is the outer (public) name, which is what an on-path censor can match",))
             if f.trigger in TRIGGER_KINDS:
-                block = Block(f.first_ts, f.link_key or "", f.technique.value, f.domain)
+                block = Block(f.first_ts, f.link_key or "", TECHNIQUE_TEXT[f.technique], f.domain)
                 main = flow.dirs[S2C].main_ttl()
                 if main is not None:
                     block.server_ttls[main] = 1
@@ -369,7 +383,7 @@ class Analyzer:
         outcome = self._outcome(flow, info, [])
         self.result.flows.append(FlowRecord(
             id=flow.flow_id, input=flow.input, proto=flow.proto_name, client=flow.client_ep,
-            server=flow.server_ep, target=resolve_target(info.ident.target, info.domain).value,
+            server=flow.server_ep, target=TARGET_TEXT[resolve_target(info.ident.target, info.domain)],
             app=info.ident.app,
             domain=info.domain, packets=flow.packets, bytes=flow.bytes, first_ts=flow.first_ts,
             last_ts=flow.last_ts, outcome=outcome,
@@ -400,19 +414,19 @@ class Analyzer:
 
     def _outcome(self, flow: Flow, info: FlowInfo, findings: list[Finding]) -> str:
         if findings:
-            return Outcome.INTERFERED.value
+            return INTERFERED
         c, s = flow.dirs[C2S], flow.dirs[S2C]
         if flow.proto == IPPROTO_TCP:
             if not flow.synack_seen and c.syn_count:
-                return Outcome.FAILED.value
+                return FAILED
             if s.rsts and not s.payload_packets and not c.payload_packets:
-                return Outcome.FAILED.value
+                return FAILED
             if not flow.syn_seen and not flow.synack_seen:
-                return Outcome.INCOMPLETE.value
-            return Outcome.OK.value
+                return INCOMPLETE
+            return OK
         if s.packets == 0:
-            return Outcome.INCOMPLETE.value if c.packets < 2 else Outcome.FAILED.value
-        return Outcome.OK.value
+            return INCOMPLETE if c.packets < 2 else FAILED
+        return OK
 
     def _finish_dns(self, txn: DnsTransaction) -> None:
         k, nshards = self.settings.shard
@@ -480,7 +494,7 @@ class Analyzer:
         interfered = {v.flow_id for v in verdicts if v.flow_id}
         for rec in self.result.flows[self._flows_mark:]:
             if rec.id in interfered:
-                rec.outcome = Outcome.INTERFERED.value
+                rec.outcome = INTERFERED
         self._flows_mark = len(self.result.flows)
         self.findings = []
         self.result.verdicts.extend(verdicts)

@@ -20,7 +20,7 @@ from typing import Final, Iterable, Optional
 
 from analyzer.detect.context import Context
 from analyzer.identify import resolve_target
-from analyzer.model import Finding, Target, Technique, Trigger, Verdict
+from analyzer.model import TECHNIQUE_TEXT, TRIGGER_TEXT, Finding, Target, Technique, Trigger, Verdict
 
 # Findings weaker than this stay signals (counted in stats.weak_findings), never verdicts:
 # e.g. a bogon DNS answer alone, which a misconfigured site produces too.
@@ -43,7 +43,7 @@ def can_become_verdict(f: Finding) -> bool:
 def verdict_id(f: Finding) -> str:
     first = f.evidence[0] if f.evidence else None
     basis = "|".join((
-        str(first.input if first else 0), f.technique.value, f.trigger.value, f.client, f.server,
+        str(first.input if first else 0), TECHNIQUE_TEXT[f.technique], TRIGGER_TEXT[f.trigger], f.client, f.server,
         str(first.frame if first else 0), f.domain or "",
     ))
     return "v-" + hashlib.sha1(basis.encode("utf-8", "backslashreplace")).hexdigest()[:12]

@@ -385,10 +385,14 @@ class _Others:
     def ipids(self) -> tuple[tuple[int, int, int], ...]:
         if self._ipids is None:
             assert self._baseline is not None and self._txn is not None
-            own = {(r.input, r.frame) for r in self._txn.responses}
-            frames = {r.frame for r in self._txn.responses}  # (no pair built per sample)
-            self._ipids = tuple([s for s in self._baseline.ipids
-                                 if s[1] not in frames or (s[0], s[1]) not in own])
+            samples = self._baseline.ipids
+            own = self._txn.responses
+            # the positions of this transaction's own responses (compared as integers: no
+            # set of pairs built per sample)
+            drop = [i for i, s in enumerate(samples) for r in own
+                    if s[1] == r.frame and s[0] == r.input]
+            self._ipids = (tuple([s for i, s in enumerate(samples) if i not in drop])
+                           if drop else samples)
         return self._ipids
 
 
@@ -412,21 +416,34 @@ def _mode(counts: dict[int, int]) -> Optional[int]:
     return -max(best)[1] if best else None
 
 
-def _ipid_behaviour(values: list[int], th: Thresholds) -> str:
-    """"unknown", "zero", "sequential" or "random"."""
-    return _behaviour(tuple(values), th.ipid_seq_step)
-
-
-# remembered per sample window: the transactions that end together mostly see the same
-# window of their resolver
-@lru_cache(maxsize=LOOKUP_CACHE)
-def _behaviour(values: tuple[int, ...], step: int) -> str:
-    if len(values) < MIN_BASELINE:
+def _ipid_behaviour(samples: list[tuple[int, int, int]], step: int) -> str:
+    """"unknown", "zero", "sequential" or "random": the IP-IDs (``s[2]``) of the samples, in
+    their order. (A loop over integers: no tuple of the values is built.)"""
+    n = len(samples)
+    if n < MIN_BASELINE:
         return "unknown"
-    if not any(values):
+    prev = samples[0][2]
+    zero = prev == 0
+    seq = 0
+    for i in range(1, n):
+        v = samples[i][2]
+        if v != 0:
+            zero = False
+        if 0 < (v - prev) % IPID_MOD <= step:
+            seq += 1
+        prev = v
+    if zero:
         return "zero"
-    seq = sum([0 < (b - a) % IPID_MOD <= step for a, b in zip(values, values[1:])])
-    return "sequential" if seq >= SEQUENTIAL_SHARE * (len(values) - 1) else "random"
+    return "sequential" if seq >= SEQUENTIAL_SHARE * (n - 1) else "random"
+
+
+def _in_order(samples: list[tuple[int, int, int]]) -> bool:
+    """Whether the samples are sorted by (input, frame): they arrive so, nearly always."""
+    for i in range(1, len(samples)):
+        a, b = samples[i - 1], samples[i]
+        if a[0] > b[0] or (a[0] == b[0] and a[1] > b[1]):
+            return False
+    return True
 
 
 def _ipid_check(r: DnsResponse, samples: list[tuple[int, int, int]],
@@ -434,8 +451,9 @@ def _ipid_check(r: DnsResponse, samples: list[tuple[int, int, int]],
     """Reason text when ``r``'s IP-ID breaks the resolver's behaviour, else None."""
     if r.ipid < 0:
         return None
-    samples = sorted(samples)
-    behaviour = _ipid_behaviour([s[2] for s in samples], th)
+    if not _in_order(samples):
+        samples = sorted(samples)
+    behaviour = _ipid_behaviour(samples, th.ipid_seq_step)
     if behaviour == "zero":
         return f"IP-ID {r.ipid} where the resolver always sends 0" if r.ipid != 0 else None
     if behaviour != "sequential":

@@ -95,6 +95,15 @@ def test_time_stamp_text_equals_rounding_then_dumps() -> None:
     values += [rnd.uniform(0, 1000) for _ in range(20000)]
     values += [10 ** rnd.uniform(-6, 12) * rnd.choice((1, -1)) for _ in range(20000)]
     values += [struct.unpack("<d", rnd.randbytes(8))[0] for _ in range(5000)]
+    # capture time stamps (whole microseconds or nanoseconds) and half-microsecond ties
+    values += [rnd.randrange(1_500_000_000, 2_200_000_000) + rnd.randrange(1_000_000) / 1e6
+               for _ in range(20000)]
+    values += [rnd.randrange(1_500_000_000, 2_200_000_000) + rnd.randrange(10 ** 9) / 1e9
+               for _ in range(20000)]
+    values += [rnd.randrange(0, 2_200_000_000) + (rnd.randrange(1_000_000) + 0.5) / 1e6
+               for _ in range(20000)]
+    values += [1e-4 * 1.0000001, 0.000999, 2.0 ** 51 / 1e6, 2.0 ** 51 / 1e6 - 1e-6, 2251799813.6853,
+               2251799813.685248, 2251799813.6852475]
     for v in values:
         assert _ts_text(v) == json.dumps(_ts(v), ensure_ascii=False), repr(v)
 
