@@ -412,8 +412,13 @@ def _others(txn: DnsTransaction, b: Optional[ResolverBaseline]) -> _Others:
 
 
 def _mode(counts: dict[int, int]) -> Optional[int]:
-    best = [(c, -v) for v, c in counts.items() if c > 0]
-    return -max(best)[1] if best else None
+    """The most frequent value (the smallest of the most frequent), None if no count > 0."""
+    best: Optional[int] = None
+    top = 0
+    for v, c in counts.items():
+        if c > top or (c == top and best is not None and v < best):
+            best, top = v, c
+    return best
 
 
 def _ipid_behaviour(samples: list[tuple[int, int, int]], step: int) -> str:
@@ -422,14 +427,14 @@ def _ipid_behaviour(samples: list[tuple[int, int, int]], step: int) -> str:
     n = len(samples)
     if n < MIN_BASELINE:
         return "unknown"
-    prev = samples[0][2]
-    zero = prev == 0
+    prev = -1
+    zero = True
     seq = 0
-    for i in range(1, n):
-        v = samples[i][2]
+    for s in samples:
+        v = s[2]
         if v != 0:
             zero = False
-        if 0 < (v - prev) % IPID_MOD <= step:
+        if prev >= 0 and 0 < (v - prev) % IPID_MOD <= step:
             seq += 1
         prev = v
     if zero:
@@ -439,10 +444,11 @@ def _ipid_behaviour(samples: list[tuple[int, int, int]], step: int) -> str:
 
 def _in_order(samples: list[tuple[int, int, int]]) -> bool:
     """Whether the samples are sorted by (input, frame): they arrive so, nearly always."""
-    for i in range(1, len(samples)):
-        a, b = samples[i - 1], samples[i]
-        if a[0] > b[0] or (a[0] == b[0] and a[1] > b[1]):
+    last_input = last_frame = -1
+    for s in samples:
+        if s[0] < last_input or (s[0] == last_input and s[1] < last_frame):
             return False
+        last_input, last_frame = s[0], s[1]
     return True
 
 
@@ -584,10 +590,13 @@ def _icmp_text(e: IcmpError) -> str:
 def _strength(signals: Iterable[str]) -> float:
     sig = set(signals)
     keep = 1.0
+    strong = False
     for s in sig:
         keep *= 1.0 - WEIGHTS.get(s, 0.0)
+        if s in STRONG_SIGNALS:
+            strong = True
     strength = min(MAX_STRENGTH, 1.0 - keep)
-    if not sig & set(STRONG_SIGNALS):
+    if not strong:
         cap = BOGON_ALONE_MAX if sig <= {"bogon_answer"} else HEADER_ONLY_MAX
         strength = min(strength, cap)
     return round(strength, 4)

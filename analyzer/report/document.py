@@ -13,10 +13,25 @@ SCHEMA: Final = "analyzer.report/1"
 
 
 def _ts(v: Optional[float]) -> Optional[float]:
-    return None if v is None else round(v, 6)
+    """``round(v, 6)``: a time stamp to the microsecond."""
+    if v is None:
+        return None
+    x = v * 1e6
+    if 100.0 <= x < _TS_INT_MAX:
+        # as in _ts_text: n is the exact v * 1e6 rounded, and n / 1e6 (a correctly rounded
+        # division of exact operands) is the float nearest n microseconds, as round() gives
+        n = int(x + 0.5)
+        if -0.375 < x - n < 0.375:
+            return n / 1e6
+    return round(v, 6)
 
 
-def verdict_dict(v: Verdict) -> dict[str, Any]:
+# Below this, v * 1e6 is computed within 0.125 of its exact value (float spacing <= 0.25).
+_TS_INT_MAX: Final = float(2 ** 51)
+
+
+def verdict_dict(v: Verdict, packets: bool = True) -> dict[str, Any]:
+    """The verdict's JSON object; ``packets=False`` leaves its ladder out (an empty list)."""
     return {
         "id": v.id,
         "technique": TECHNIQUE_TEXT[v.technique],
@@ -36,7 +51,7 @@ def verdict_dict(v: Verdict) -> dict[str, Any]:
         "notes": list(v.notes),
         "related": list(v.related),
         "flow_id": v.flow_id,
-        "packets": [ladder_dict(p) for p in v.ladder],
+        "packets": [ladder_dict(p) for p in v.ladder] if packets else [],
     }
 
 
@@ -147,10 +162,6 @@ _TS_FAST_MIN: Final = 1e-4
 _TS_FAST_MAX: Final = float(2 ** 33)
 
 
-# Below this, v * 1e6 is computed within 0.125 of its exact value (float spacing <= 0.25).
-_TS_INT_MAX: Final = float(2 ** 51)
-
-
 def _ts_text(v: float) -> str:
     """``_scalar(_ts(v))`` for a float: the JSON text of a time stamp rounded to the
     microsecond. Twice as fast as rounding then repr() inside the fast range (tests/report)."""
@@ -161,10 +172,16 @@ def _ts_text(v: float) -> str:
         # Capture time stamps are whole microseconds: always this path.
         n = int(x + 0.5)
         if -0.375 < x - n < 0.375:
-            sec, us = divmod(n, 1_000_000)
+            sec = n // 1_000_000
+            us = n - sec * 1_000_000
             if us == 0:
-                return str(sec) + ".0"
-            return str(sec) + "." + str(us + 1_000_000)[1:].rstrip("0")
+                return f"{sec}.0"
+            width = 6  # digits of the fraction, trailing zeros cut
+            while us % 10 == 0:
+                us //= 10
+                width -= 1
+            frac = str(us)
+            return f"{sec}.{'0' * (width - len(frac))}{frac}"
     if _TS_FAST_MIN <= abs(v) < _TS_FAST_MAX:
         text = ("%.6f" % v).rstrip("0")
         return text + "0" if text.endswith(".") else text
@@ -188,22 +205,34 @@ class _Text:
         self.text = text
 
 
+def _pieces(template: str, n: int) -> tuple[str, ...]:
+    """The literal text around the ``n`` values of a :func:`_flat_template`, to be joined with
+    them (one join costs a third of the %-formatting)."""
+    assert "%%" not in template  # (the keys are ours: no "%" to unescape)
+    parts = tuple(template.split("%s"))
+    assert len(parts) == n + 1, template
+    return parts
+
+
 # the keys (and so the template) of ladder_dict, from a blank packet, at its depth in a verdict
 _LADDER_TEMPLATE: Final = _flat_template(tuple(ladder_dict(LadderPacket(0, 0.0, "", ""))), 4)
+_LADDER_PIECES: Final = _pieces(_LADDER_TEMPLATE, 13)
 
 
 def _ladder_text(p: LadderPacket) -> str:
     """``_indented(ladder_dict(p), 4)``, written by type like :func:`_flow_text`."""
-    return _LADDER_TEMPLATE % (
-        int.__repr__(p.frame), _ts_text(p.ts), int.__repr__(p.input), _encode_str(p.dir),
-        _encode_str(p.summary), _opt_text(p.flags), _opt_int_text(p.ttl), _opt_int_text(p.ipid),
-        _opt_int_text(p.seq), _opt_int_text(p.ack), _opt_int_text(p.win), _opt_int_text(p.len),
-        "true" if p.forged else "false")
+    t = _LADDER_PIECES
+    return "".join((
+        t[0], int.__repr__(p.frame), t[1], _ts_text(p.ts), t[2], int.__repr__(p.input), t[3],
+        _encode_str(p.dir), t[4], _encode_str(p.summary), t[5], _opt_text(p.flags), t[6],
+        _opt_int_text(p.ttl), t[7], _opt_int_text(p.ipid), t[8], _opt_int_text(p.seq), t[9],
+        _opt_int_text(p.ack), t[10], _opt_int_text(p.win), t[11], _opt_int_text(p.len), t[12],
+        "true" if p.forged else "false", t[13]))
 
 
 def _verdict_text(v: Verdict) -> str:
     """``_indented(verdict_dict(v), 2)``, its ladder (most of its text) written by type."""
-    d = verdict_dict(v)
+    d = verdict_dict(v, packets=False)
     if v.ladder:
         inner = "\n" + "  " * 4
         d["packets"] = _Text("[" + inner + ("," + inner).join([_ladder_text(p) for p in v.ladder])
@@ -214,17 +243,19 @@ def _verdict_text(v: Verdict) -> str:
 # the keys (and so the template) of flow_dict, from a blank record
 _FLOW_TEMPLATE: Final = _flat_template(
     tuple(flow_dict(FlowRecord("", 0, "", "", "", "", None, None, 0, 0, 0.0, 0.0, ""))), 2)
+_FLOW_PIECES: Final = _pieces(_FLOW_TEMPLATE, 13)
 
 
 def _flow_text(rec: FlowRecord) -> str:
     """``_indented(flow_dict(rec), 2)``: one template, the values written by type in
     flow_dict's order (the same text: tests/report/test_report_escape.py)."""
-    return _FLOW_TEMPLATE % (
-        _encode_str(rec.id), int.__repr__(rec.input), _encode_str(rec.proto),
-        _encode_str(rec.client), _encode_str(rec.server), _encode_str(rec.target),
-        _opt_text(rec.app), _opt_text(rec.domain), int.__repr__(rec.packets),
-        int.__repr__(rec.bytes), _ts_text(rec.first_ts), _ts_text(rec.last_ts),
-        _encode_str(rec.outcome))
+    t = _FLOW_PIECES
+    return "".join((
+        t[0], _encode_str(rec.id), t[1], int.__repr__(rec.input), t[2], _encode_str(rec.proto),
+        t[3], _encode_str(rec.client), t[4], _encode_str(rec.server), t[5],
+        _encode_str(rec.target), t[6], _opt_text(rec.app), t[7], _opt_text(rec.domain), t[8],
+        int.__repr__(rec.packets), t[9], int.__repr__(rec.bytes), t[10], _ts_text(rec.first_ts),
+        t[11], _ts_text(rec.last_ts), t[12], _encode_str(rec.outcome), t[13]))
 
 
 def write_json(result: Result, out: TextIO, flows: str = "all") -> None:

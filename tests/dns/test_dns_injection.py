@@ -594,3 +594,47 @@ def test_brief_weak_findings_keep_what_the_pipeline_counts() -> None:
     # at or above the bar, findings are complete
     (same,) = detect_dns(txn, t.baseline_for(txn.server), TH, brief_below=full.strength)
     assert same == full
+
+
+def test_baseline_helpers_equal_their_definitions() -> None:
+    """The IP-ID behaviour and the usual value, written as loops over integers for speed,
+    against their one-line definitions on random inputs."""
+    import random
+
+    from analyzer.detect.dns_injection import (
+        IPID_MOD,
+        MIN_BASELINE,
+        SEQUENTIAL_SHARE,
+        _in_order,
+        _ipid_behaviour,
+        _mode,
+    )
+
+    def mode(counts: dict[int, int]) -> Optional[int]:
+        best = [(c, -v) for v, c in counts.items() if c > 0]
+        return -max(best)[1] if best else None
+
+    def behaviour(values: list[int], step: int) -> str:
+        if len(values) < MIN_BASELINE:
+            return "unknown"
+        if not any(values):
+            return "zero"
+        seq = sum(0 < (b - a) % IPID_MOD <= step for a, b in zip(values, values[1:]))
+        return "sequential" if seq >= SEQUENTIAL_SHARE * (len(values) - 1) else "random"
+
+    rnd = random.Random(3)
+    for _ in range(20000):
+        counts = {rnd.randrange(-3, 8): rnd.randrange(0, 4) for _ in range(rnd.randrange(6))}
+        assert _mode(counts) == mode(counts), counts
+        start = rnd.randrange(IPID_MOD)
+        n = rnd.randrange(8)
+        values = rnd.choice([
+            [0] * n,
+            [(start + i * rnd.randrange(1, 4)) % IPID_MOD for i in range(n)],
+            [rnd.randrange(IPID_MOD) for _ in range(n)],
+            [rnd.choice((0, start)) for _ in range(n)],
+        ])
+        samples = [(rnd.randrange(2), rnd.randrange(50), v) for v in values]
+        assert _ipid_behaviour(samples, TH.ipid_seq_step) == behaviour(values, TH.ipid_seq_step)
+        assert _in_order(samples) == (samples == sorted(samples) or
+                                      [s[:2] for s in samples] == sorted(s[:2] for s in samples))

@@ -105,6 +105,7 @@ def test_time_stamp_text_equals_rounding_then_dumps() -> None:
     values += [1e-4 * 1.0000001, 0.000999, 2.0 ** 51 / 1e6, 2.0 ** 51 / 1e6 - 1e-6, 2251799813.6853,
                2251799813.685248, 2251799813.6852475]
     for v in values:
+        assert repr(_ts(v)) == repr(round(v, 6)), repr(v)
         assert _ts_text(v) == json.dumps(_ts(v), ensure_ascii=False), repr(v)
 
 
