@@ -156,10 +156,10 @@ def describe(flow: Flow, dns_names: tuple[str, ...] = ()) -> FlowInfo:
     server_sizes = tuple([len(p[2]) for p in spayloads])
     # the first IDENTIFY_PACKETS payloads of each side, cut to IDENTIFY_PREFIX bytes
     client_first = tuple([p[2] for p in cpayloads[:IDENTIFY_PACKETS]])
-    if max(client_sizes[:IDENTIFY_PACKETS], default=0) > IDENTIFY_PREFIX:
+    if any(len(p) > IDENTIFY_PREFIX for p in client_first):
         client_first = tuple([p[:IDENTIFY_PREFIX] for p in client_first])
     server_first = tuple([p[2] for p in spayloads[:IDENTIFY_PACKETS]])
-    if max(server_sizes[:IDENTIFY_PACKETS], default=0) > IDENTIFY_PREFIX:
+    if any(len(p) > IDENTIFY_PREFIX for p in server_first):
         server_first = tuple([p[:IDENTIFY_PREFIX] for p in server_first])
     facts = FlowFacts(
         proto=flow.proto_name,
