@@ -17,10 +17,12 @@ an installed analyzer ignore all of it (analyzer/__init__.py), for comparison.
 """
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 C_EXTENSIONS = [
     Extension("analyzer._speedups", ["analyzer/_speedups.c"], optional=True, extra_compile_args=["-O2"]),
@@ -102,4 +104,24 @@ def compiled_extensions() -> list[Extension]:
     return exts
 
 
-setup(ext_modules=C_EXTENSIONS + compiled_extensions())
+class BuildExt(build_ext):
+    """build_ext that first deletes the extension files of an earlier build for modules this
+    build does not compile (one taken out of COMPILED, an old group library): setuptools would
+    put them in the wheel from build/lib, and in place Python would import one before its
+    source. A stale mypyc shim fails at import, for want of its module in the new library."""
+
+    def run(self) -> None:
+        keep = {os.path.abspath(self.get_ext_fullpath(e.name)) for e in self.extensions}
+        base = os.path.abspath("." if self.inplace else self.build_lib)
+        suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+        stale = [os.path.join(base, f) for f in os.listdir(base) if f.startswith(GROUP)]
+        for root, _dirs, files in os.walk(os.path.join(base, "analyzer")):
+            stale += [os.path.join(root, f) for f in files]
+        for path in stale:
+            if path.endswith(suffixes) and os.path.abspath(path) not in keep:
+                print(f"analyzer: removing {path} (not built any more)", file=sys.stderr)
+                os.remove(path)
+        super().run()
+
+
+setup(ext_modules=C_EXTENSIONS + compiled_extensions(), cmdclass={"build_ext": BuildExt})
