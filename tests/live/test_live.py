@@ -331,11 +331,14 @@ SERVER = textwrap.dedent("""
     conf.verb = 0
     server_ip, iface = sys.argv[1], sys.argv[2]
 
+    started, rst_sent = threading.Event(), threading.Event()
+
     def on_packet(p):
         if TCP in p and p[TCP].dport == 80 and len(p[TCP].payload) > 0:
             send(IP(src=server_ip, dst=p[IP].src, ttl=30) / TCP(
                 sport=80, dport=p[TCP].sport, flags="RA", seq=p[TCP].ack,
                 ack=p[TCP].seq + len(p[TCP].payload), window=16))
+            rst_sent.set()
         elif UDP in p and p[UDP].dport == 53 and DNS in p and p[DNS].qr == 0:
             q = p[DNS]
             name = q.qd.qname
@@ -345,18 +348,20 @@ SERVER = textwrap.dedent("""
                            an=DNSRR(rrname=name, type="A", ttl=300, rdata=addr)))
                 time.sleep(0.05)
 
-    sniffer = AsyncSniffer(iface=iface, prn=on_packet, store=False,
+    sniffer = AsyncSniffer(iface=iface, prn=on_packet, store=False, started_callback=started.set,
                            filter=f"dst host {server_ip} and (tcp dst port 80 or udp dst port 53)")
     sniffer.start()
+    started.wait(15)  # the sniffer's socket is open (not a guess: a slow machine took longer)
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((server_ip, 80))
     srv.listen()
-    time.sleep(1.0)  # the sniffer's socket is open by now
+    time.sleep(0.2)
     print("READY", flush=True)
     conn, _ = srv.accept()
     conn.recv(4096)
-    time.sleep(0.3)  # the genuine reply comes after the forged RST
+    rst_sent.wait(10)  # the genuine reply comes after the forged RST, however slow send() is
+    time.sleep(0.05)
     try:
         conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
         time.sleep(0.5)
