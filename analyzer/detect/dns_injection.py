@@ -265,11 +265,9 @@ class ForgedPool:
         return None
 
 
-def _in_prefix(addr: bytes, net: Network) -> bool:
-    """``addr`` (4 or 16 raw bytes) inside ``net``."""
-    if len(addr) != net.max_prefixlen // 8:
-        return False
-    return int.from_bytes(addr, "big") & int(net.netmask) == int(net.network_address)
+# (as integers once: int() of an ipaddress object runs Python code on every call)
+_TEREDO_MASK: Final = int(TEREDO_PREFIX.netmask)
+_TEREDO_NET: Final = int(TEREDO_PREFIX.network_address)
 
 
 def parse_pool(text: str) -> ForgedPool:
@@ -316,7 +314,7 @@ def is_bogon(addr: bytes) -> bool:
 
 
 def _is_teredo_forgery(addr: bytes, qname: str) -> bool:
-    if not _in_prefix(addr, TEREDO_PREFIX):
+    if len(addr) != 16 or int.from_bytes(addr, "big") & _TEREDO_MASK != _TEREDO_NET:
         return False
     return not any(TEREDO_LABEL in label for label in qname.split("."))
 
@@ -399,9 +397,9 @@ class _Others:
 def _others(txn: DnsTransaction, b: Optional[ResolverBaseline]) -> _Others:
     if b is None:
         return _Others(0, {}, {}, {}, None, None)
-    ttls = dict(b.ttls)
+    ttls = {v: c for v, c in b.ttls}  # (a comprehension: dict() of pairs is a generic call)
     df = {True: b.df_set, False: b.df_clear}
-    flags = dict(b.flag_patterns)
+    flags = {v: c for v, c in b.flag_patterns}
     for r in txn.responses:
         ttls[r.ttl] = max(0, ttls.get(r.ttl, 0) - 1)
         df[r.df] = max(0, df[r.df] - 1)
