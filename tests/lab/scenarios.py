@@ -113,6 +113,47 @@ class Bench:
         f = self.workdir / f"{name}.log"
         return f.read_text(encoding="utf-8", errors="replace") if f.exists() else ""
 
+    def censor_dropped(self, rule: str, server: str | None = None) -> int:
+        """Packets the censor has dropped so far on the flows ``rule`` triggered on (the
+        trigger itself included; only flows to ``server`` ip:port when given), read from its
+        log, which it flushes after every batch of verdicts: lets a scenario wait for
+        retransmissions instead of guessing their timing."""
+        if self.censor_cfg is None:
+            return 0
+        log = Path(self.censor_cfg.log_path)
+        text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+        flows: set[str] = set()
+        n = 0
+        for line in text.splitlines():
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:  # a line being written
+                continue
+            if ev.get("event") == "trigger" and ev.get("rule") == rule and (
+                    server is None or str(ev.get("flow")).endswith(f" > {server}")):
+                flows.add(ev.get("flow"))
+                n += 1
+            elif ev.get("event") == "drop_flow" and ev.get("flow") in flows:
+                n += 1
+        return n
+
+    def wait_closed(self, server: str | None = None, timeout: float = 15.0) -> None:
+        """Wait until the server's FIN has reached every TCP connection the client closed (to
+        ``server``, or to anyone): none is left in FIN-WAIT-1/2.  The end of a download is then
+        in the capture however many retransmissions the close needed on a lossy or policed
+        link, instead of betting on a fixed sleep."""
+        cmd = ["ss", "-Htn", "state", "fin-wait-1", "state", "fin-wait-2"]
+        if server is not None:
+            cmd += ["dst", server]
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.lab.run("client", cmd, check=False).stdout.strip()
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"the server's FIN did not arrive within {timeout}s:\n{left}")
+            time.sleep(0.05)
+
     def pki(self) -> dict[str, Path]:
         if self._pki is None:
             from .pki import make_pki
@@ -155,8 +196,11 @@ class Bench:
         before = self.log_text("dnsmasq").count("read ")
         self._write_hosts(hosts)
         self._dnsmasq.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and self.log_text("dnsmasq").count("read ") <= before:
+        deadline = time.monotonic() + 15
+        while self.log_text("dnsmasq").count("read ") <= before:
+            if time.monotonic() > deadline:
+                raise LabError("dnsmasq did not reload its records: "
+                               + self.log_text("dnsmasq")[-2000:])
             time.sleep(0.05)
 
     def censor(self, cfg: CensorConfig | None = None,
@@ -259,7 +303,10 @@ class Bench:
             "--ping", "2", "--ping-exit", "30"], ready_text="UDPv4 link local")
         self.real["openvpn"] = "OpenVPN 2.6 client and server (UDP, TLS mode, --dev null)"
 
-    def openvpn_client(self, wait_for: str | None, seconds: float) -> dict[str, Any]:
+    def openvpn_client(self, wait_for: str | None, seconds: float,
+                       until: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """Run the OpenVPN client until its log shows ``wait_for`` (then ``ok``), until
+        ``until()`` holds, or for ``seconds`` at most."""
         pki = self.pki()
         p = self.daemon("client", "openvpn-client", [
             "openvpn", "--dev", "null", "--proto", "udp", "--remote", VPN_IP, "1194",
@@ -272,6 +319,8 @@ class Bench:
             if wait_for and wait_for in self.log_text("openvpn-client"):
                 done = True
                 time.sleep(0.5)
+                break
+            if until is not None and until():
                 break
             time.sleep(0.1)
         self.lab.stop(p)
@@ -314,11 +363,21 @@ class Bench:
             self.lab.run(host, ["ip", "link", "set", ifname, "up"])
         self.real["wireguard"] = "wireguard-go (userspace WireGuard) + wg, real Noise IK handshake"
 
-    def ping_tunnel(self, count: int, deadline: float) -> dict[str, Any]:
-        cp = self.lab.run("client", ["ping", "-n", "-c", count, "-i", "0.5", "-W", "1",
-                                     "-w", deadline, WG_TUN_SERVER], check=False,
-                          timeout=deadline + 10)
-        m = re.search(r"(\d+) received", cp.stdout)
+    def ping_tunnel(self, count: int, deadline: float,
+                    until: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """ping through the tunnel: ``count`` echoes, for ``deadline`` seconds at most; with
+        ``until``, stopped as soon as ``until()`` holds (SIGINT: ping still prints its
+        statistics)."""
+        cmd = ["ping", "-n", "-c", count, "-i", "0.5", "-W", "1", "-w", deadline, WG_TUN_SERVER]
+        if until is None:
+            out = self.lab.run("client", cmd, check=False, timeout=deadline + 10).stdout
+        else:
+            p = self.lab.popen("client", cmd)
+            end = time.monotonic() + deadline + 10
+            while p.poll() is None and not until() and time.monotonic() < end:
+                time.sleep(0.05)
+            out, _err = self.lab.stop(p, sig=signal.SIGINT)
+        m = re.search(r"(\d+) received", out)
         rx = int(m.group(1)) if m else 0
         res = {"kind": "wireguard-ping", "server": f"{VPN_IP}:51820", "ok": rx > 0,
                "received": rx, "ts": round(time.time(), 3)}
@@ -482,11 +541,16 @@ def s_residual_drop(b: Bench) -> list[dict[str, Any]]:
 def s_ovpn_drop(b: Bench) -> list[dict[str, Any]]:
     """The client first reaches the VPN host over HTTPS (198.51.100.20:443 works: the address
     is not blackholed), then a real OpenVPN 2.6 client (UDP, TLS mode) connects to
-    198.51.100.20:1194.  The censor drops UDP datagrams whose first byte is 0x38
+    198.51.100.20:1194.  The censor drops UDP datagrams to port 1194 whose first byte is 0x38
     (P_CONTROL_HARD_RESET_CLIENT_V2, key id 0) and then the whole flow; the client
-    retransmits its hard reset, nothing comes back."""
+    retransmits its hard reset (1-2.5 s later), nothing comes back.  The client is stopped
+    once the censor has dropped two hard resets (its log says so), not after a fixed time
+    that a slow start could eat into."""
+    # the fingerprint (first byte 0x38/0x50, 14-300 bytes) also fits 2 in 256 DNS queries
+    # (by their transaction id): the censor watches the VPN port only, so that dig's query
+    # to the resolver is never the one dropped
     cfg = CensorConfig(rules=[Rule(name="openvpn", match="openvpn", action="drop",
-                                   drop_flow_seconds=60)])
+                                   ports=[1194], drop_flow_seconds=60)])
     b.resolver()
     b.servers(tls_ports=(443,), http_ports=(), host="vpn")
     if b.openvpn_available():
@@ -497,8 +561,13 @@ def s_ovpn_drop(b: Bench) -> list[dict[str, Any]]:
     ctl = b.tls(VPN_IP, 443, "vpn.example.net")  # control: the host itself is reachable
     assert ctl["ok"], ctl
     if b.openvpn_available():
-        r = b.openvpn_client("Initialization Sequence Completed", seconds=5.0)
+        def dropped() -> int:
+            return b.censor_dropped("openvpn", f"{VPN_IP}:1194")
+
+        r = b.openvpn_client("Initialization Sequence Completed", seconds=30.0,
+                             until=lambda: dropped() >= 2)
         assert not r["ok"], r
+        assert dropped() >= 2, b.log_text("openvpn-client")[-2000:]
     else:
         b.notes.append("openvpn not installed: crafted hard-reset datagrams instead")
         b.real["openvpn"] = "crafted P_CONTROL_HARD_RESET_CLIENT_V2 datagrams"
@@ -529,7 +598,8 @@ def s_wg_drop(b: Bench) -> list[dict[str, Any]]:
     is not blackholed).  wireguard-go runs in the client and VPN namespaces; a ping through
     the tunnel makes the client send a handshake initiation (UDP, 148 bytes, type 1 + 3 zero
     bytes) to 198.51.100.20:51820.  The censor drops it and the flow; wireguard-go retries after ~5 s
-    (REKEY_TIMEOUT), dropped again."""
+    (REKEY_TIMEOUT), dropped again.  The ping stops once the censor has dropped two
+    initiations (its log says so), not after a fixed time."""
     cfg = CensorConfig(rules=[Rule(name="wireguard", match="wireguard", action="drop",
                                    drop_flow_seconds=60)])
     b.resolver()
@@ -543,8 +613,12 @@ def s_wg_drop(b: Bench) -> list[dict[str, Any]]:
     ctl = b.tls(VPN_IP, 443, "vpn.example.net")  # control: the host itself is reachable
     assert ctl["ok"], ctl
     if real:
-        r = b.ping_tunnel(count=20, deadline=7)
+        def dropped() -> int:
+            return b.censor_dropped("wireguard", f"{VPN_IP}:51820")
+
+        r = b.ping_tunnel(count=60, deadline=30, until=lambda: dropped() >= 2)
         assert not r["ok"], r
+        assert dropped() >= 2, r
     else:
         b.notes.append("wireguard-go not installed: crafted 148-byte initiations instead")
         b.real["wireguard"] = "crafted 148-byte handshake initiations (random crypto fields)"
@@ -593,8 +667,9 @@ def s_lossy(b: Bench) -> list[dict[str, Any]]:
     assert r["ok"], r
     # the client has all the data, but the closing FINs cross the same lossy link: a lost one
     # is retransmitted after 0.2, 0.4, 0.8 s... keep capturing until the close is through
-    # (the sanity check wants the server's FIN in the capture; it failed once under load)
-    time.sleep(2.0)
+    # (the sanity check wants the server's FIN in the capture; it failed once under load):
+    # wait for that FIN to reach the client rather than for a fixed time
+    b.wait_closed(WA_IP1)
     return []
 
 
@@ -687,6 +762,7 @@ def s_throttle(b: Bench) -> list[dict[str, Any]]:
     slow = b.tls(WA_IP1, 443, "g.whatsapp.net", size=49152, timeout=25)
     assert ctl["ok"] and slow["ok"], (ctl, slow)
     assert slow["seconds"] > 5 * ctl["seconds"], (ctl, slow)
+    b.wait_closed(WA_IP1)  # the server's FIN crosses the policer too (the check times to it)
     return [expect("throttling", "sni", "whatsapp", "tcp", f"{WA_IP1}:443", "g.whatsapp.net")]
 
 
@@ -703,6 +779,7 @@ def s_slow(b: Bench) -> list[dict[str, Any]]:
     b.dig("g.whatsapp.net")
     r2 = b.tls(WA_IP1, 443, "g.whatsapp.net", size=49152, timeout=15)
     assert r1["ok"] and r2["ok"], (r1, r2)
+    b.wait_closed()  # the check times each download to the server's FIN
     b.real["shaping"] = "tc tbf on the router's client-facing veth"
     return []
 

@@ -193,3 +193,35 @@ def test_slow_link_check_tolerates_a_retransmission_but_not_an_unshaped_download
     probs = []
     c_slow(stretch(OTHER_IP, 6.0), probs)
     assert len(probs) == 1 and "about as slow" in probs[0], probs
+
+
+def test_censor_dropped_counts_the_packets_dropped_on_the_rules_flows(tmp_path: Path) -> None:
+    """The VPN drop scenarios stop their client once the censor's log shows two dropped
+    handshakes (instead of after a fixed time): the count follows the log the censor writes,
+    and only the VPN server's flow counts (the OpenVPN fingerprint also fits a DNS query
+    whose transaction id starts with 0x38)."""
+    from .scenarios import Bench
+
+    vpn, log = "198.51.100.20", tmp_path / "censor.jsonl"
+    reset = b"\x38" + b"\x22" * 13
+    dns = (bytes.fromhex("38cd01000001000000000000")  # a query, transaction id 0x38cd
+           + b"\x03vpn\x07example\x03net\x00\x00\x01\x00\x01")
+    packets = [("10.99.3.53", 5353, 53, dns), (vpn, 5000, 1194, reset), (vpn, 5000, 1194, reset),
+               (vpn, 5001, 1194, b"\x40" + b"\x22" * 13)]
+    b = Bench(None, tmp_path, tmp_path / "x.pcap")  # type: ignore[arg-type]  # no lab needed
+    assert b.censor_dropped("ovpn") == 0  # no censor started yet
+    for ports, everywhere, at_vpn in (([], 3, 2), ([1194], 2, 2)):
+        cfg = CensorConfig(rules=[Rule(name="ovpn", match="openvpn", action="drop",
+                                       ports=ports, drop_flow_seconds=60)], log_path=str(log))
+        c = Censor(cfg)
+        verdicts = []
+        for dst, sport, dport, payload in packets:
+            ip = parse_ipv4(build_udp(C, dst, sport, dport, payload))
+            assert ip is not None
+            verdicts.append(c.decide(ip)[0])
+        assert verdicts == ["drop" if not ports else "accept", "drop", "drop", "accept"]
+        log.write_text("".join(json.dumps(e) + "\n" for e in c.events) + '{"ts": 1, "ev')
+        b.censor_cfg = cfg
+        assert b.censor_dropped("ovpn") == everywhere
+        assert b.censor_dropped("ovpn", f"{vpn}:1194") == at_vpn  # the reset and its retry
+        assert b.censor_dropped("wireguard") == 0
