@@ -593,6 +593,17 @@ def test_loopback_packets_are_seen_once(pair: Pair, tmp_path: Path) -> None:
     assert doc["inputs"][0]["packets"] == 6  # 3 echo requests + 3 replies, each once
     off = json.loads(_run(*an, "analyze", str(out), "-f", "json").stdout)
     assert off["inputs"][0]["packets"] == 6 and off["inputs"][0]["linktype"] == "EN10MB"
+    # --count 6 stops at 6 whatever happens: the 6 must be 6 different packets (kept twice,
+    # they would be request 1, request 1, reply 1, reply 1, ...)
+    import dpkt
+
+    with out.open("rb") as f:
+        seen = []
+        for _ts, frame in dpkt.pcapng.Reader(f):
+            icmp = dpkt.ethernet.Ethernet(frame).data.data
+            seen.append((icmp.type, icmp.data.seq))
+    assert len(seen) == 6 and len(set(seen)) == 6, seen
+    assert sorted(t for t, _seq in seen) == [0, 0, 0, 8, 8, 8], seen
 
 
 @pytest.mark.live
