@@ -114,7 +114,8 @@ class BuildExt(build_ext):
         keep = {os.path.abspath(self.get_ext_fullpath(e.name)) for e in self.extensions}
         base = os.path.abspath("." if self.inplace else self.build_lib)
         suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-        stale = [os.path.join(base, f) for f in os.listdir(base) if f.startswith(GROUP)]
+        stale = ([os.path.join(base, f) for f in os.listdir(base) if f.startswith(GROUP)]
+                 if os.path.isdir(base) else [])  # (no build/lib yet: nothing left over)
         for root, _dirs, files in os.walk(os.path.join(base, "analyzer")):
             stale += [os.path.join(root, f) for f in files]
         for path in stale:

@@ -383,10 +383,10 @@ class Analyzer:
         outcome = self._outcome(flow, info, [])
         self.result.flows.append(FlowRecord(
             id=flow.flow_id, input=flow.input, proto=flow.proto_name, client=flow.client_ep,
-            server=flow.server_ep, target=TARGET_TEXT[resolve_target(info.ident.target, info.domain)],
-            app=info.ident.app,
-            domain=info.domain, packets=flow.packets, bytes=flow.bytes, first_ts=flow.first_ts,
-            last_ts=flow.last_ts, outcome=outcome,
+            server=flow.server_ep,
+            target=TARGET_TEXT[resolve_target(info.ident.target, info.domain)],
+            app=info.ident.app, domain=info.domain, packets=flow.packets, bytes=flow.bytes,
+            first_ts=flow.first_ts, last_ts=flow.last_ts, outcome=outcome,
         ))
 
     def _update_context(self, flow: Flow, info: FlowInfo, findings: list[Finding]) -> None:

@@ -43,8 +43,8 @@ def can_become_verdict(f: Finding) -> bool:
 def verdict_id(f: Finding) -> str:
     first = f.evidence[0] if f.evidence else None
     basis = "|".join((
-        str(first.input if first else 0), TECHNIQUE_TEXT[f.technique], TRIGGER_TEXT[f.trigger], f.client, f.server,
-        str(first.frame if first else 0), f.domain or "",
+        str(first.input if first else 0), TECHNIQUE_TEXT[f.technique], TRIGGER_TEXT[f.trigger],
+        f.client, f.server, str(first.frame if first else 0), f.domain or "",
     ))
     return "v-" + hashlib.sha1(basis.encode("utf-8", "backslashreplace")).hexdigest()[:12]
 

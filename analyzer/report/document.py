@@ -16,18 +16,28 @@ def _ts(v: Optional[float]) -> Optional[float]:
     """``round(v, 6)``: a time stamp to the microsecond."""
     if v is None:
         return None
-    x = v * 1e6
-    if 100.0 <= x < _TS_INT_MAX:
-        # as in _ts_text: n is the exact v * 1e6 rounded, and n / 1e6 (a correctly rounded
-        # division of exact operands) is the float nearest n microseconds, as round() gives
-        n = int(x + 0.5)
-        if -0.375 < x - n < 0.375:
-            return n / 1e6
-    return round(v, 6)
+    n = _micros(v)
+    # n / 1e6, a correctly rounded division of exact operands, is the float nearest n
+    # microseconds, as round() gives
+    return n / 1e6 if n >= 0 else round(v, 6)
 
 
 # Below this, v * 1e6 is computed within 0.125 of its exact value (float spacing <= 0.25).
 _TS_INT_MAX: Final = float(2 ** 51)
+
+
+def _micros(v: float) -> int:
+    """The exact value of ``v * 1e6`` rounded to an integer, when it can be had from the
+    computed product: -1 otherwise (v < 1e-4, v >= 2**51 µs, or within 0.125 of a tie)."""
+    x = v * 1e6
+    if 100.0 <= x < _TS_INT_MAX:
+        # the computed x is within 0.125 of the exact product, so when x is within 0.375 of
+        # an integer n, the exact product rounds to n (no tie possible). Capture time stamps
+        # are whole microseconds (or nanoseconds): always so.
+        n = int(x + 0.5)
+        if -0.375 < x - n < 0.375:
+            return n
+    return -1
 
 
 def verdict_dict(v: Verdict, packets: bool = True) -> dict[str, Any]:
@@ -165,23 +175,18 @@ _TS_FAST_MAX: Final = float(2 ** 33)
 def _ts_text(v: float) -> str:
     """``_scalar(_ts(v))`` for a float: the JSON text of a time stamp rounded to the
     microsecond. Twice as fast as rounding then repr() inside the fast range (tests/report)."""
-    x = v * 1e6
-    if 100.0 <= x < _TS_INT_MAX:
-        # "%.6f" rounds the exact v * 1e6 to an integer; the computed x is within 0.125 of
-        # it, so when x is within 0.375 of an integer n, that integer is n (no tie possible).
-        # Capture time stamps are whole microseconds: always this path.
-        n = int(x + 0.5)
-        if -0.375 < x - n < 0.375:
-            sec = n // 1_000_000
-            us = n - sec * 1_000_000
-            if us == 0:
-                return f"{sec}.0"
-            width = 6  # digits of the fraction, trailing zeros cut
-            while us % 10 == 0:
-                us //= 10
-                width -= 1
-            frac = str(us)
-            return f"{sec}.{'0' * (width - len(frac))}{frac}"
+    n = _micros(v)  # "%.6f" writes the same integer of microseconds
+    if n >= 0:
+        sec = n // 1_000_000
+        us = n - sec * 1_000_000
+        if us == 0:
+            return f"{sec}.0"
+        width = 6  # digits of the fraction, trailing zeros cut
+        while us % 10 == 0:
+            us //= 10
+            width -= 1
+        frac = str(us)
+        return f"{sec}.{'0' * (width - len(frac))}{frac}"
     if _TS_FAST_MIN <= abs(v) < _TS_FAST_MAX:
         text = ("%.6f" % v).rstrip("0")
         return text + "0" if text.endswith(".") else text
